@@ -1,0 +1,21 @@
+/*
+ * The subcommands of the postern binary. Each returns the process exit
+ * status: 0 success, 1 failure the operator must look at, 2 usage error.
+ */
+#ifndef POSTERN_CLI_H
+#define POSTERN_CLI_H
+
+#define POSTERN_DEFAULT_CONFIG "/etc/postern/postern.conf"
+
+/* src/serve.c: run the gateway. */
+int serve_main(int argc, char **argv);
+/* src/cli/cli_config.c: validate a config file, print precise errors. */
+int cli_check_config(int argc, char **argv);
+/* src/cli/cli_passwd.c: read a password, print its argon2id hash. */
+int cli_passwd(int argc, char **argv);
+/* src/cli/cli_admin.c: clients of the admin socket. */
+int cli_queue(int argc, char **argv);
+int cli_status(int argc, char **argv);
+int cli_reload(int argc, char **argv);
+
+#endif

@@ -1,0 +1,31 @@
+/*
+ * A set of IPv4/IPv6 networks. Lookups are a binary search over sorted,
+ * merged ranges, so a list of 100,000 entries stays fast.
+ */
+#ifndef POSTERN_CIDR_H
+#define POSTERN_CIDR_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <sys/socket.h>
+
+struct cidr_range {
+	unsigned char lo[16];        /* IPv4 as IPv4-mapped IPv6 */
+	unsigned char hi[16];
+};
+
+struct cidr_list {
+	struct cidr_range *ranges;
+	size_t count;
+	size_t cap;
+};
+
+/* Add "192.0.2.0/24", "2001:db8::/32" or a single address; -1 if malformed. */
+int cidr_list_add(struct cidr_list *list, const char *text);
+/* Sort and merge overlapping ranges; call once after the last add. */
+void cidr_list_finish(struct cidr_list *list);
+bool cidr_list_contains(const struct cidr_list *list, const struct sockaddr *sa);
+bool cidr_list_contains_text(const struct cidr_list *list, const char *addr);
+void cidr_list_free(struct cidr_list *list);
+
+#endif

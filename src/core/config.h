@@ -1,0 +1,176 @@
+/*
+ * Configuration: one human-editable INI-style file (see etc/postern.conf).
+ *
+ *   [section]               key = value
+ *   [section "name"]        named instance (domain "example.com", user "a@b")
+ *
+ * Every key is described once in a table (config_keys.c) with its type,
+ * bounds and default: the parser, `postern check-config`, and the admin API
+ * all go through that one setter. A loaded config is immutable and
+ * reference-counted, so a reload swaps the pointer while sessions that
+ * started under the old config finish with it.
+ */
+#ifndef POSTERN_CONFIG_H
+#define POSTERN_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <time.h>
+
+#include "core/cidr.h"
+#include "core/log.h"
+
+struct hostport {
+	char *host;          /* name, IPv4 or IPv6 literal (without brackets) */
+	uint16_t port;
+};
+
+enum listen_kind {
+	LISTEN_SMTP,         /* plain, STARTTLS offered */
+	LISTEN_SMTPS,        /* implicit TLS (port 465) */
+	LISTEN_SUBMISSION,   /* plain+STARTTLS, AUTH required to send */
+};
+
+struct listen_spec {
+	char *addr;          /* "0.0.0.0", "::", "127.0.0.1" */
+	uint16_t port;
+	enum listen_kind kind;
+};
+
+/* [domain "example.com"]: a protected domain relayed to its own hosts. */
+struct relay_domain {
+	char *domain;                /* lower case */
+	struct hostport *hosts;      /* fallback order */
+	size_t nhosts;
+};
+
+/* [user "alice@example.org"]: an account for AUTH and/or local delivery. */
+struct user_account {
+	char *address;               /* lower-case domain part */
+	char *password_hash;         /* argon2id string ($argon2id$...), NULL: no AUTH */
+	char *maildir;               /* NULL: [local] maildir template */
+	uint64_t quota_bytes;        /* 0: unlimited */
+};
+
+/* [tls "name"] extra certificates chosen by SNI. */
+struct tls_cert_spec {
+	char *name;                  /* SNI host name pattern (exact or "*.example.org") */
+	char *cert_file;
+	char *key_file;
+};
+
+enum bare_newline_policy {
+	BARE_NEWLINE_REJECT,         /* 550 the message, never split it */
+	BARE_NEWLINE_NORMALIZE,      /* bare CR or LF becomes CRLF */
+};
+
+struct config {
+	int refcount;
+	char *path;
+
+	/* [server] */
+	char *hostname;
+	char *banner;                /* text after "220 <hostname> " */
+	struct listen_spec *listens;
+	size_t nlistens;
+	char *user;                  /* drop privileges to this user after binding */
+	char *group;
+	char *data_dir;              /* state: generated certificate, databases */
+	char *admin_socket;          /* unix socket path for the CLI */
+	char *pid_file;
+
+	/* [log] */
+	enum log_level log_level;
+	char *log_file;
+	bool log_syslog;
+	bool log_stderr;
+
+	/* [limits] */
+	uint64_t max_message_size;   /* bytes, announced in SIZE */
+	unsigned max_recipients;     /* per transaction */
+	unsigned max_command_length; /* command line, without CRLF */
+	unsigned max_line_length;    /* DATA text line, without CRLF */
+	unsigned max_sessions;       /* concurrent inbound sessions */
+	unsigned max_errors;         /* bad commands before 421 and close */
+	unsigned max_messages_per_session;
+	unsigned timeout_command;    /* seconds waiting for a command */
+	unsigned timeout_data;       /* seconds between DATA/BDAT reads */
+	unsigned timeout_tls;        /* seconds for the TLS handshake */
+	enum bare_newline_policy bare_newline;
+	bool vrfy;                   /* off by default */
+	bool expn;                   /* off by default */
+
+	/* [tls] */
+	char *tls_cert_file;         /* NULL: generate self-signed in data_dir */
+	char *tls_key_file;
+	char *tls_ciphers;           /* OpenSSL cipher list, NULL: library default */
+	char *tls_min_version;       /* "TLSv1.2" */
+	struct tls_cert_spec *tls_sni;
+	size_t ntls_sni;
+
+	/* [auth] */
+	bool auth_enabled;           /* AUTH PLAIN/LOGIN, only after TLS */
+	unsigned auth_max_failures;  /* per session before 421 */
+
+	/* [relay] */
+	struct cidr_list trusted_networks; /* may relay anywhere */
+	struct relay_domain *domains;      /* protected domains */
+	size_t ndomains;
+
+	/* [local] standalone mode */
+	char **local_domains;
+	size_t nlocal_domains;
+	char *maildir_template;      /* "%d" domain, "%u" local part, e.g. /var/mail/%d/%u */
+	struct user_account *users;
+	size_t nusers;
+
+	/* [queue] */
+	char *spool_dir;
+	unsigned queue_lifetime;     /* seconds before a bounce */
+	unsigned retry_min;          /* first retry delay, seconds */
+	unsigned retry_max;          /* backoff cap, seconds */
+	unsigned max_deliveries;     /* concurrent outbound deliveries in total */
+	unsigned max_per_destination;/* concurrent connections per destination */
+	char *bounce_from;           /* "MAILER-DAEMON@<hostname>" when NULL */
+	bool spool_syncfs;           /* group commit with one syncfs() per batch */
+
+	/* [delivery] */
+	unsigned mx_port;            /* port for MX deliveries (25; tests change it) */
+	bool outbound_tls;           /* opportunistic STARTTLS */
+	unsigned timeout_connect;    /* seconds */
+	unsigned timeout_reply;      /* seconds per reply */
+	char *helo_name;             /* NULL: hostname */
+
+	/* [dns] */
+	char *dns_servers;           /* "127.0.0.1:5353,::1", NULL: /etc/resolv.conf */
+	unsigned dns_timeout_ms;
+	unsigned dns_tries;
+};
+
+/* A precise error: "file:line: key: why". */
+struct config_error {
+	char file[256];
+	unsigned line;
+	char key[64];
+	char message[512];
+};
+
+/* Load and validate; NULL with *err filled on any problem. refcount = 1. */
+struct config *config_load(const char *path, struct config_error *err);
+/* Same, from a buffer (used by the fuzzer and tests); name is used in errors. */
+struct config *config_parse(const char *name, const char *text, size_t len, struct config_error *err);
+struct config *config_ref(struct config *cfg);
+void config_unref(struct config *cfg);
+void config_error_format(const struct config_error *err, char *buf, size_t len);
+
+/* Look-ups used on the hot path. Domain comparison is case-insensitive. */
+const struct relay_domain *config_find_domain(const struct config *cfg, const char *domain);
+bool config_is_local_domain(const struct config *cfg, const char *domain);
+const struct user_account *config_find_user(const struct config *cfg, const char *address);
+
+/* Parse "10k", "35M", "1G" / "30s", "5m", "2h", "5d" (used by the CLI too). */
+int config_parse_size(const char *s, uint64_t *out);
+int config_parse_duration(const char *s, unsigned *out_seconds);
+
+#endif

@@ -1,0 +1,54 @@
+/*
+ * struct postern: the one context of a running gateway. Everything that
+ * would otherwise be global mutable state hangs off it.
+ */
+#ifndef POSTERN_CONTEXT_H
+#define POSTERN_CONTEXT_H
+
+#include <stdint.h>
+#include <time.h>
+
+struct event_base;
+struct config;
+struct spool;
+struct queue;
+struct dns_resolver;
+struct tls_context;
+struct workpool;
+struct smtp_server;
+struct admin_server;
+struct delivery_smtp;
+
+struct postern_stats {
+	uint64_t sessions_total;
+	uint64_t sessions_current;
+	uint64_t sessions_refused;     /* over max_sessions */
+	uint64_t messages_accepted;
+	uint64_t messages_rejected;
+	uint64_t recipients_accepted;
+	uint64_t recipients_rejected;
+	uint64_t bytes_received;
+	uint64_t auth_failures;
+	uint64_t reloads;
+};
+
+struct postern {
+	struct event_base *base;
+	struct config *cfg;            /* current; sessions hold their own reference */
+	struct spool *spool;
+	struct queue *queue;
+	struct dns_resolver *dns;
+	struct tls_context *tls;
+	struct workpool *workers;
+	struct smtp_server *smtp;
+	struct admin_server *admin;
+	struct delivery_smtp *delivery;
+	struct postern_stats stats;
+	time_t started;
+	char *config_path;
+};
+
+/* Reload the config file; on error the old config stays and err says why. */
+int postern_reload(struct postern *pt, char *err, size_t errlen);
+
+#endif

@@ -1,0 +1,58 @@
+/*
+ * Asynchronous DNS on c-ares, driven by the libevent loop. Servers are
+ * settable (tests point them at a local DNS server on a high port). A
+ * request can be cancelled; its callback is then never called.
+ */
+#ifndef POSTERN_DNS_H
+#define POSTERN_DNS_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/socket.h>
+
+struct event_base;
+struct dns_resolver;
+struct dns_request;
+
+enum dns_status {
+	DNS_OK = 0,
+	DNS_NXDOMAIN,      /* name does not exist */
+	DNS_NODATA,        /* name exists, no record of that type */
+	DNS_TEMPFAIL,      /* timeout, SERVFAIL, refused, network error */
+	DNS_MALFORMED,     /* answer could not be parsed */
+};
+
+struct dns_mx {
+	char host[256];
+	uint16_t preference;
+};
+
+struct dns_addr {
+	struct sockaddr_storage ss;   /* port 0 */
+	socklen_t len;
+};
+
+/* servers: "127.0.0.1:5353,[::1]:53" or NULL for /etc/resolv.conf. */
+struct dns_resolver *dns_resolver_new(struct event_base *base, const char *servers,
+				      unsigned timeout_ms, unsigned tries,
+				      char *err, size_t errlen);
+void dns_resolver_free(struct dns_resolver *r);
+
+/* MX records sorted by preference (ties in random order, RFC 5321 5.1). */
+typedef void (*dns_mx_cb)(void *arg, enum dns_status st, const struct dns_mx *mx, size_t n);
+struct dns_request *dns_lookup_mx(struct dns_resolver *r, const char *domain, dns_mx_cb cb, void *arg);
+
+/* A and/or AAAA (family AF_INET, AF_INET6 or AF_UNSPEC for both). */
+typedef void (*dns_addr_cb)(void *arg, enum dns_status st, const struct dns_addr *addrs, size_t n);
+struct dns_request *dns_lookup_addr(struct dns_resolver *r, const char *host, int family,
+				    dns_addr_cb cb, void *arg);
+
+/* Any type: the raw answer for engines that parse their own records (SPF, DNSBL). */
+typedef void (*dns_raw_cb)(void *arg, enum dns_status st, const unsigned char *answer, size_t len);
+struct dns_request *dns_query_raw(struct dns_resolver *r, const char *name, int type,
+				  dns_raw_cb cb, void *arg);
+
+void dns_cancel(struct dns_request *req);
+const char *dns_status_str(enum dns_status st);
+
+#endif

@@ -1,0 +1,27 @@
+/*
+ * Local delivery into a Maildir: write tmp/<unique>, fsync, rename into
+ * new/, fsync the directory. Blocking: called from the worker pool.
+ */
+#ifndef POSTERN_MAILDIR_H
+#define POSTERN_MAILDIR_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+enum maildir_result {
+	MAILDIR_OK = 0,
+	MAILDIR_TEMPFAIL = -1,   /* I/O error, disk full: retry later */
+	MAILDIR_PERMFAIL = -2,   /* over quota, bad path */
+};
+
+/* Expand "%d" (domain) and "%u" (local part) of a template; -1 if unsafe (.., /). */
+int maildir_expand(const char *tmpl, const char *address, char *out, size_t outlen);
+/*
+ * Deliver len bytes of fd (from offset 0), prefixed with a
+ * "Delivered-To:" header, into dir (created with tmp/new/cur if missing).
+ * quota_bytes 0 means unlimited.
+ */
+enum maildir_result maildir_deliver(const char *dir, const char *delivered_to, int fd,
+				    uint64_t len, uint64_t quota_bytes, char *err, size_t errlen);
+
+#endif
