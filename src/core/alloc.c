@@ -1,4 +1,3 @@
-#define _GNU_SOURCE
 #include "core/alloc.h"
 
 #include <stdarg.h>

@@ -1,7 +1,7 @@
 /*
  * Logging: one line per event, "key=value" fields after a module tag, to
- * stderr, a file and/or syslog. A file defines LOG_MODULE before including
- * this header and then uses log_info() and friends.
+ * stderr, a file and/or syslog. A file defines LOG_MODULE (anywhere before
+ * its first use) and then uses log_info() and friends.
  */
 #ifndef POSTERN_LOG_H
 #define POSTERN_LOG_H
@@ -34,10 +34,7 @@ void log_msg(enum log_level level, const char *module, const char *fmt, ...)
 _Noreturn void log_panic(const char *module, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
 
-#ifndef LOG_MODULE
-#define LOG_MODULE "postern"
-#endif
-
+/* Each .c file defines LOG_MODULE (its tag) before using these. */
 #define log_error(...) log_msg(LOG_LEVEL_ERROR, LOG_MODULE, __VA_ARGS__)
 #define log_warn(...)  log_msg(LOG_LEVEL_WARN, LOG_MODULE, __VA_ARGS__)
 #define log_info(...)  log_msg(LOG_LEVEL_INFO, LOG_MODULE, __VA_ARGS__)

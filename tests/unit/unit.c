@@ -1,4 +1,3 @@
-#define _GNU_SOURCE
 #include "unit.h"
 
 #include <stdarg.h>
