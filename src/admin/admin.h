@@ -6,6 +6,8 @@
 #ifndef POSTERN_ADMIN_H
 #define POSTERN_ADMIN_H
 
+#include <stddef.h>
+
 struct postern;
 struct admin_server;
 

@@ -1,0 +1,556 @@
+/*
+ * `postern queue|status|reload`: clients of the running gateway's admin
+ * socket (src/admin/admin_socket.c). One request line out, one reply line
+ * back, printed for a person or, with --json, for a script.
+ */
+#include "cli/cli.h"
+
+#include <errno.h>
+#include <poll.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <jansson.h>
+
+#include "core/alloc.h"
+#include "core/config.h"
+#include "core/strbuf.h"
+
+#define CLI_TIMEOUT_MS (30 * 1000)
+#define CLI_REPLY_MAX (64 * 1024 * 1024)
+#define CLI_MAX_ARGS 4
+
+struct cli_opts {
+	const char *config;      /* -c FILE */
+	const char *socket;      /* --socket PATH: overrides the config */
+	bool json;
+	bool help;
+	const char *args[CLI_MAX_ARGS];
+	int nargs;
+};
+
+static const char cli_queue_usage[] =
+	"usage: postern queue [-c FILE] [--socket PATH] [--json] COMMAND\n"
+	"\n"
+	"commands:\n"
+	"  list            every queued message with its recipients\n"
+	"  show ID         one message: envelope, delivery state, header block\n"
+	"  delete ID       remove a message without delivering or bouncing it\n"
+	"  hold ID         keep a message from being delivered\n"
+	"  release ID      undo hold\n"
+	"  flush [ID]      retry one deferred message (or all) now\n"
+	"\n"
+	"options:\n"
+	"  -c FILE         configuration file (default " POSTERN_DEFAULT_CONFIG ")\n"
+	"  --socket PATH   admin socket of the gateway (instead of the config's)\n"
+	"  --json          print the gateway's answer as JSON\n";
+
+static const char cli_status_usage[] =
+	"usage: postern status [-c FILE] [--socket PATH] [--json]\n"
+	"\n"
+	"Show the running gateway's counters and queue statistics.\n";
+
+static const char cli_reload_usage[] =
+	"usage: postern reload [-c FILE] [--socket PATH] [--json]\n"
+	"\n"
+	"Reload the configuration file of the running gateway; on an error the\n"
+	"gateway keeps its current configuration and the error is printed.\n";
+
+/* Options may come before or after the command words; -1 on a usage error. */
+static int cli_parse(int argc, char **argv, struct cli_opts *o)
+{
+	memset(o, 0, sizeof(*o));
+	for (int i = 1; i < argc; i++) {
+		const char *a = argv[i];
+
+		if (strcmp(a, "-c") == 0 || strcmp(a, "--config") == 0) {
+			if (++i == argc)
+				return -1;
+			o->config = argv[i];
+		} else if (strcmp(a, "--socket") == 0) {
+			if (++i == argc)
+				return -1;
+			o->socket = argv[i];
+		} else if (strcmp(a, "--json") == 0) {
+			o->json = true;
+		} else if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
+			o->help = true;
+		} else if (a[0] == '-' && a[1] != '\0') {
+			fprintf(stderr, "postern: unknown option '%s'\n", a);
+			return -1;
+		} else if (o->nargs == CLI_MAX_ARGS) {
+			return -1;
+		} else {
+			o->args[o->nargs++] = a;
+		}
+	}
+	return 0;
+}
+
+/* Usage errors exit 2, --help exits 0; -1 means carry on. */
+static int cli_check_usage(int rc, const struct cli_opts *o, const char *usage, bool ok)
+{
+	if (rc == 0 && o->help) {
+		fputs(usage, stdout);
+		return 0;
+	}
+	if (rc < 0 || !ok) {
+		fputs(usage, stderr);
+		return 2;
+	}
+	return -1;
+}
+
+/* The socket path: --socket, else [server] admin_socket of the config file. */
+static char *cli_socket_path(const struct cli_opts *o)
+{
+	const char *file = o->config ? o->config : POSTERN_DEFAULT_CONFIG;
+	struct config_error err;
+	struct config *cfg;
+	char msg[1024];
+	char *path;
+
+	if (o->socket != NULL)
+		return xstrdup(o->socket);
+	memset(&err, 0, sizeof(err));
+	cfg = config_load(file, &err);
+	if (cfg == NULL) {
+		config_error_format(&err, msg, sizeof(msg));
+		fprintf(stderr, "postern: %s\n", msg);
+		return NULL;
+	}
+	if (cfg->admin_socket == NULL) {
+		fprintf(stderr, "postern: %s: [server] admin_socket is not set\n", file);
+		config_unref(cfg);
+		return NULL;
+	}
+	path = xstrdup(cfg->admin_socket);
+	config_unref(cfg);
+	return path;
+}
+
+static int cli_connect(const char *path)
+{
+	struct sockaddr_un sun;
+	int fd;
+
+	memset(&sun, 0, sizeof(sun));
+	sun.sun_family = AF_UNIX;
+	if (strlen(path) >= sizeof(sun.sun_path)) {
+		errno = ENAMETOOLONG;
+		return -1;
+	}
+	memcpy(sun.sun_path, path, strlen(path) + 1);
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return -1;
+	if (connect(fd, (struct sockaddr *)&sun, sizeof(sun)) < 0) {
+		int saved = errno;
+
+		close(fd);
+		errno = saved;
+		return -1;
+	}
+	return fd;
+}
+
+static long cli_ms_left(const struct timespec *deadline)
+{
+	struct timespec now;
+
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	return (deadline->tv_sec - now.tv_sec) * 1000 + (deadline->tv_nsec - now.tv_nsec) / 1000000;
+}
+
+/* Wait for fd to be ready for events before the deadline; -1 with errno (ETIMEDOUT) otherwise. */
+static int cli_wait(int fd, short events, const struct timespec *deadline)
+{
+	struct pollfd p = { .fd = fd, .events = events };
+
+	for (;;) {
+		long left = cli_ms_left(deadline);
+		int n;
+
+		if (left <= 0) {
+			errno = ETIMEDOUT;
+			return -1;
+		}
+		n = poll(&p, 1, (int)left);
+		if (n > 0)
+			return 0;
+		if (n < 0 && errno != EINTR)
+			return -1;
+	}
+}
+
+static int cli_send_all(int fd, const char *buf, size_t len, const struct timespec *deadline)
+{
+	while (len > 0) {
+		ssize_t n;
+
+		if (cli_wait(fd, POLLOUT, deadline) < 0)
+			return -1;
+		n = send(fd, buf, len, MSG_NOSIGNAL | MSG_DONTWAIT);
+		if (n < 0 && (errno == EINTR || errno == EAGAIN))
+			continue;
+		if (n < 0)
+			return -1;
+		buf += n;
+		len -= (size_t)n;
+	}
+	return 0;
+}
+
+/* Read up to the first newline (bounded by CLI_REPLY_MAX); -1 with errno, EPIPE for an early close. */
+static int cli_read_line(int fd, struct strbuf *line, const struct timespec *deadline)
+{
+	char buf[16384];
+
+	for (;;) {
+		ssize_t n;
+		char *nl;
+
+		if (cli_wait(fd, POLLIN, deadline) < 0)
+			return -1;
+		n = recv(fd, buf, sizeof(buf), MSG_DONTWAIT);
+		if (n < 0 && (errno == EINTR || errno == EAGAIN))
+			continue;
+		if (n < 0)
+			return -1;
+		if (n == 0) {
+			errno = EPIPE;
+			return -1;
+		}
+		nl = memchr(buf, '\n', (size_t)n);
+		if (strbuf_append(line, buf, nl ? (size_t)(nl - buf) : (size_t)n) < 0) {
+			errno = EMSGSIZE;
+			return -1;
+		}
+		if (nl != NULL)
+			return 0;
+	}
+}
+
+/*
+ * Send one request and return the result of an ok reply (new reference).
+ * On failure the error is printed and NULL returned.
+ */
+static json_t *cli_request(const struct cli_opts *o, json_t *req)
+{
+	struct timespec deadline;
+	struct strbuf line;
+	json_error_t jerr;
+	json_t *reply = NULL, *result = NULL, *ok;
+	char *path = cli_socket_path(o);
+	char *text = NULL;
+	int fd = -1;
+
+	if (path == NULL)
+		goto out;
+	if ((fd = cli_connect(path)) < 0) {
+		fprintf(stderr, "postern: cannot connect to %s: %s \xe2\x80\x94 is the gateway running?\n",
+			path, strerror(errno));
+		goto out;
+	}
+	clock_gettime(CLOCK_MONOTONIC, &deadline);
+	deadline.tv_sec += CLI_TIMEOUT_MS / 1000;
+	text = json_dumps(req, JSON_COMPACT);
+	strbuf_init(&line, CLI_REPLY_MAX);
+	if (text == NULL || cli_send_all(fd, text, strlen(text), &deadline) < 0 ||
+	    cli_send_all(fd, "\n", 1, &deadline) < 0 || cli_read_line(fd, &line, &deadline) < 0) {
+		fprintf(stderr, "postern: %s: %s\n", path,
+			errno == EPIPE ? "the gateway closed the connection without a reply"
+			: errno == ETIMEDOUT ? "no reply within 30 seconds"
+			: strerror(errno));
+		strbuf_free(&line);
+		goto out;
+	}
+	reply = json_loadb(line.data ? line.data : "", line.len, 0, &jerr);
+	strbuf_free(&line);
+	ok = json_object_get(reply, "ok");
+	if (!json_is_boolean(ok)) {
+		fprintf(stderr, "postern: %s: malformed reply from the gateway\n", path);
+	} else if (!json_is_true(ok)) {
+		const char *why = json_string_value(json_object_get(reply, "error"));
+
+		fprintf(stderr, "postern: %s\n", why ? why : "the gateway reported an unknown error");
+	} else {
+		result = json_incref(json_object_get(reply, "result"));
+		if (result == NULL)
+			result = json_null();
+	}
+out:
+	if (fd >= 0)
+		close(fd);
+	json_decref(reply);
+	free(text);
+	free(path);
+	return result;
+}
+
+static void cli_print_json(const json_t *result)
+{
+	json_dumpf(result, stdout, JSON_INDENT(2) | JSON_ENCODE_ANY);
+	fputc('\n', stdout);
+}
+
+static void cli_format_time(json_int_t t, char *buf, size_t len)
+{
+	time_t tt = (time_t)t;
+	struct tm tm;
+
+	if (gmtime_r(&tt, &tm) == NULL || strftime(buf, len, "%Y-%m-%dT%H:%M:%SZ", &tm) == 0)
+		snprintf(buf, len, "%lld", (long long)t);
+}
+
+static const char *cli_str(const json_t *o, const char *key, const char *fallback)
+{
+	const char *s = json_string_value(json_object_get(o, key));
+
+	return s ? s : fallback;
+}
+
+static long long cli_int(const json_t *o, const char *key)
+{
+	return (long long)json_integer_value(json_object_get(o, key));
+}
+
+/* Recipient lines: address, state and the last reply. */
+static size_t cli_print_rcpts(const json_t *m)
+{
+	const json_t *rcpts = json_object_get(m, "recipients");
+	const json_t *r;
+	size_t i, pending = 0;
+
+	json_array_foreach(rcpts, i, r) {
+		const char *state = cli_str(r, "state", "?");
+		const char *reply = cli_str(r, "last_reply", NULL);
+
+		if (strcmp(state, "pending") == 0)
+			pending++;
+		printf("    %s  %s%s%s\n", cli_str(r, "addr", "?"), state, reply ? "  " : "", reply ? reply : "");
+	}
+	return pending;
+}
+
+/* mailq-like: a line per message, its recipients indented, a summary line. */
+static void cli_print_queue_list(const json_t *list)
+{
+	const json_t *m;
+	size_t i, pending = 0;
+	char when[64];
+
+	if (json_array_size(list) > 0)
+		printf("%-20s  %10s  %-20s  %s\n", "ID", "SIZE", "ARRIVAL", "SENDER");
+	json_array_foreach(list, i, m) {
+		const char *sender = cli_str(m, "sender", "");
+		const char *last_error = cli_str(m, "last_error", NULL);
+
+		cli_format_time(cli_int(m, "arrival"), when, sizeof(when));
+		printf("%-20s  %10lld  %-20s  %s%s%s\n", cli_str(m, "id", "?"), cli_int(m, "size"), when,
+		       sender[0] ? sender : "<>",
+		       json_is_true(json_object_get(m, "held")) ? "  (held)" : "",
+		       cli_int(m, "active") > 0 ? "  (delivering)" : "");
+		if (last_error != NULL)
+			printf("    (%s)\n", last_error);
+		pending += cli_print_rcpts(m);
+	}
+	printf("%zu messages, %zu recipients pending\n", json_array_size(list), pending);
+}
+
+static void cli_print_field(const char *key, const char *value)
+{
+	printf("%-14s %s\n", key, value ? value : "-");
+}
+
+static void cli_print_queue_show(const json_t *m)
+{
+	char when[64], num[32];
+	const char *headers = cli_str(m, "headers", NULL);
+	long long next = cli_int(m, "next_attempt");
+
+	cli_print_field("id:", cli_str(m, "id", "?"));
+	cli_format_time(cli_int(m, "arrival"), when, sizeof(when));
+	cli_print_field("arrival:", when);
+	cli_print_field("sender:", cli_str(m, "sender", "")[0] ? cli_str(m, "sender", "") : "<>");
+	snprintf(num, sizeof(num), "%lld", cli_int(m, "size"));
+	cli_print_field("size:", num);
+	cli_print_field("client:", cli_str(m, "client_addr", NULL));
+	cli_print_field("helo:", cli_str(m, "client_helo", NULL));
+	cli_print_field("auth user:", cli_str(m, "auth_user", NULL));
+	cli_print_field("envid:", cli_str(m, "envid", NULL));
+	cli_print_field("ret:", cli_str(m, "ret", NULL));
+	cli_print_field("body:", cli_str(m, "body", NULL));
+	cli_print_field("smtputf8:", json_is_true(json_object_get(m, "smtputf8")) ? "yes" : "no");
+	snprintf(num, sizeof(num), "%lld", cli_int(m, "attempts"));
+	cli_print_field("attempts:", num);
+	if (next > 0)
+		cli_format_time(next, when, sizeof(when));
+	cli_print_field("next attempt:", next > 0 ? when : "now");
+	cli_print_field("held:", json_is_true(json_object_get(m, "held")) ? "yes" : "no");
+	snprintf(num, sizeof(num), "%lld", cli_int(m, "active"));
+	cli_print_field("active:", num);
+	cli_print_field("last error:", cli_str(m, "last_error", NULL));
+	printf("recipients:\n");
+	cli_print_rcpts(m);
+	if (headers != NULL) {
+		printf("headers:\n");
+		/* the spool keeps CRLF; a terminal wants LF */
+		for (const char *p = headers; *p; p++) {
+			if (*p != '\r')
+				fputc(*p, stdout);
+		}
+		if (headers[0] != '\0' && headers[strlen(headers) - 1] != '\n')
+			fputc('\n', stdout);
+	}
+}
+
+/* Flatten nested objects into "outer inner" keys so every counter is one aligned line. */
+static void cli_collect_status(const json_t *o, const char *prefix, json_t *flat)
+{
+	const char *key;
+	json_t *v;
+
+	json_object_foreach((json_t *)o, key, v) {
+		char *name = prefix ? xasprintf("%s %s", prefix, key) : xstrdup(key);
+
+		for (char *p = name; *p; p++) {
+			if (*p == '_')
+				*p = ' ';
+		}
+		if (json_is_object(v))
+			cli_collect_status(v, name, flat);
+		else
+			json_object_set(flat, name, v);
+		free(name);
+	}
+}
+
+static void cli_print_status(const json_t *result)
+{
+	json_t *flat = json_object();
+	const char *key;
+	json_t *v;
+	int width = 0;
+
+	cli_collect_status(result, NULL, flat);
+	json_object_foreach(flat, key, v) {
+		if ((int)strlen(key) > width)
+			width = (int)strlen(key);
+	}
+	json_object_foreach(flat, key, v) {
+		printf("%s:%*s ", key, width - (int)strlen(key), "");
+		if (json_is_integer(v))
+			printf("%lld\n", (long long)json_integer_value(v));
+		else if (json_is_string(v))
+			printf("%s\n", json_string_value(v));
+		else if (json_is_boolean(v))
+			printf("%s\n", json_is_true(v) ? "yes" : "no");
+		else
+			printf("-\n");
+	}
+	json_decref(flat);
+}
+
+/* What `queue WORD` asks of the gateway and how many words it takes. */
+static const struct {
+	const char *word;
+	const char *cmd;
+	int min_args, max_args;      /* words after the sub-command */
+	const char *done;            /* human output for actions */
+} cli_queue_commands[] = {
+	{ "list", "queue.list", 0, 0, NULL },
+	{ "show", "queue.show", 1, 1, NULL },
+	{ "delete", "queue.delete", 1, 1, "deleted" },
+	{ "hold", "queue.hold", 1, 1, "held" },
+	{ "release", "queue.release", 1, 1, "released" },
+	{ "flush", "queue.flush", 0, 1, "flushed" },
+};
+
+int cli_queue(int argc, char **argv)
+{
+	struct cli_opts o;
+	int rc = cli_parse(argc, argv, &o), usage, nwords;
+	json_t *req, *result;
+	size_t i, n = sizeof(cli_queue_commands) / sizeof(cli_queue_commands[0]);
+
+	for (i = 0; rc == 0 && o.nargs > 0 && i < n; i++) {
+		if (strcmp(o.args[0], cli_queue_commands[i].word) == 0)
+			break;
+	}
+	nwords = o.nargs - 1;
+	usage = cli_check_usage(rc, &o, cli_queue_usage,
+				o.nargs > 0 && i < n && nwords >= cli_queue_commands[i].min_args &&
+				nwords <= cli_queue_commands[i].max_args);
+	if (usage >= 0)
+		return usage;
+	req = json_pack("{s:s}", "cmd", cli_queue_commands[i].cmd);
+	if (nwords == 1)
+		json_object_set_new(req, "id", json_string(o.args[1]));
+	result = cli_request(&o, req);
+	json_decref(req);
+	if (result == NULL)
+		return 1;
+	if (o.json)
+		cli_print_json(result);
+	else if (strcmp(cli_queue_commands[i].word, "list") == 0)
+		cli_print_queue_list(result);
+	else if (strcmp(cli_queue_commands[i].word, "show") == 0)
+		cli_print_queue_show(result);
+	else if (nwords == 1)
+		printf("%s: %s\n", o.args[1], cli_queue_commands[i].done);
+	else
+		printf("all deferred messages flushed\n");
+	json_decref(result);
+	return 0;
+}
+
+int cli_status(int argc, char **argv)
+{
+	struct cli_opts o;
+	int rc = cli_parse(argc, argv, &o);
+	int usage = cli_check_usage(rc, &o, cli_status_usage, o.nargs == 0);
+	json_t *req, *result;
+
+	if (usage >= 0)
+		return usage;
+	req = json_pack("{s:s}", "cmd", "status");
+	result = cli_request(&o, req);
+	json_decref(req);
+	if (result == NULL)
+		return 1;
+	if (o.json)
+		cli_print_json(result);
+	else
+		cli_print_status(result);
+	json_decref(result);
+	return 0;
+}
+
+int cli_reload(int argc, char **argv)
+{
+	struct cli_opts o;
+	int rc = cli_parse(argc, argv, &o);
+	int usage = cli_check_usage(rc, &o, cli_reload_usage, o.nargs == 0);
+	json_t *req, *result;
+
+	if (usage >= 0)
+		return usage;
+	req = json_pack("{s:s}", "cmd", "reload");
+	result = cli_request(&o, req);
+	json_decref(req);
+	if (result == NULL)
+		return 1;
+	if (o.json)
+		cli_print_json(result);
+	else
+		printf("configuration reloaded from %s\n", cli_str(result, "config", "the config file"));
+	json_decref(result);
+	return 0;
+}

@@ -19,7 +19,8 @@ int maildir_expand(const char *tmpl, const char *address, char *out, size_t outl
 /*
  * Deliver len bytes of fd (from offset 0), prefixed with a
  * "Delivered-To:" header, into dir (created with tmp/new/cur if missing).
- * quota_bytes 0 means unlimited.
+ * quota_bytes 0 means unlimited. On failure err holds an enhanced status
+ * code and text without the SMTP code ("5.2.2 mailbox full", "4.3.0 ...").
  */
 enum maildir_result maildir_deliver(const char *dir, const char *delivered_to, int fd,
 				    uint64_t len, uint64_t quota_bytes, char *err, size_t errlen);

@@ -274,6 +274,9 @@ static void queue_bounce(struct queue *q, const struct envelope *env, const size
 	b->arrival = time(NULL);
 	b->sender = xstrdup("");
 	b->is_bounce = true;
+	/* The report quotes the original: 8-bit content or addresses stay 8-bit. */
+	b->body = env->body != BODY_7BIT || env->smtputf8 ? BODY_8BITMIME : BODY_7BIT;
+	b->smtputf8 = env->smtputf8;
 	b->client_addr = xstrdup("127.0.0.1");
 	b->client_helo = xstrdup(cfg->hostname);
 	b->size = sb.len;
@@ -752,6 +755,7 @@ int queue_flush(struct queue *q, const char *id)
 			list_move(q, m, QL_READY);
 		}
 	}
+	log_info("flush queue_id=%s by operator", id ? id : "all");
 	queue_kick(q);
 	return 0;
 }
