@@ -5,7 +5,7 @@ set -eu
 
 BUILD_PKGS="meson ninja-build pkg-config gcc clang libclang-rt-14-dev make
   libevent-dev libssl-dev libc-ares-dev libsqlite3-dev libsodium-dev libjansson-dev zlib1g-dev"
-TEST_PKGS="python3 python3-pytest python3-aiosmtpd python3-dnslib swaks postfix openssl procps"
+TEST_PKGS="python3 python3-pytest python3-aiosmtpd python3-dnslib python3-yaml swaks postfix openssl procps"
 
 missing=""
 for p in $BUILD_PKGS ${WITH_TEST_PKGS:+$TEST_PKGS}; do

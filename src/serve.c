@@ -313,7 +313,10 @@ int serve_main(int argc, char **argv)
 		}
 	}
 	memset(&pt, 0, sizeof(pt));
-	pt.config_path = xstrdup(path);
+	/* Absolute, so a reload finds the file whatever the working directory. */
+	pt.config_path = realpath(path, NULL);
+	if (pt.config_path == NULL)
+		pt.config_path = xstrdup(path);
 	pt.started = time(NULL);
 	pt.cfg = config_load(path, &cerr);
 	if (pt.cfg == NULL) {

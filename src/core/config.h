@@ -16,10 +16,12 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <time.h>
 
 #include "core/cidr.h"
 #include "core/log.h"
+#include "core/strbuf.h"
 
 struct hostport {
 	char *host;          /* name, IPv4 or IPv6 literal (without brackets) */
@@ -43,6 +45,7 @@ struct relay_domain {
 	char *domain;                /* lower case */
 	struct hostport *hosts;      /* fallback order */
 	size_t nhosts;
+	unsigned line;               /* of its section header; 0: not from a file */
 };
 
 /* [user "alice@example.org"]: an account for AUTH and/or local delivery. */
@@ -51,6 +54,7 @@ struct user_account {
 	char *password_hash;         /* argon2id string ($argon2id$...), NULL: no AUTH */
 	char *maildir;               /* NULL: [local] maildir template */
 	uint64_t quota_bytes;        /* 0: unlimited */
+	unsigned line;
 };
 
 /* [tls "name"] extra certificates chosen by SNI. */
@@ -58,6 +62,7 @@ struct tls_cert_spec {
 	char *name;                  /* SNI host name pattern (exact or "*.example.org") */
 	char *cert_file;
 	char *key_file;
+	unsigned line;
 };
 
 enum bare_newline_policy {
@@ -148,13 +153,84 @@ struct config {
 	unsigned dns_tries;
 };
 
-/* A precise error: "file:line: key: why". */
+/* A precise error: "file:line: [section] key: why"; empty parts are left out. */
 struct config_error {
 	char file[256];
-	unsigned line;
+	unsigned line;               /* 0: not tied to a line */
 	char key[64];
 	char message[512];
+	char section[320];           /* "limits", "domain \"example.com\"" */
 };
+
+/* Value types of the key table; each has one parser and one printer. */
+enum config_type {
+	CONFIG_STRING,               /* char *; min/max bound the length */
+	CONFIG_PATH,                 /* char *, absolute path */
+	CONFIG_HOSTNAME,             /* char *, syntactically valid host name */
+	CONFIG_ADDRESS,              /* char *, local@domain */
+	CONFIG_MAILDIR,              /* char *, absolute path with %d %u %% */
+	CONFIG_PASSWORD_HASH,        /* char *, "$argon2id$..." */
+	CONFIG_TLS_VERSION,          /* char *, "TLSv1.2" or "TLSv1.3" */
+	CONFIG_NAMESERVERS,          /* char *, "ip[:port]" items joined by ',' */
+	CONFIG_BOOL,                 /* bool: yes/no true/false on/off 1/0 */
+	CONFIG_UINT,                 /* unsigned within min..max */
+	CONFIG_SIZE,                 /* uint64_t bytes: "35M", "10k", "1G", "512" */
+	CONFIG_DURATION,             /* unsigned seconds: "30s", "5m", "2h", "5d" */
+	CONFIG_LOG_LEVEL,            /* enum log_level */
+	CONFIG_BARE_NEWLINE,         /* enum bare_newline_policy */
+	CONFIG_LISTEN_LIST,          /* struct listen_spec *, count at count_offset */
+	CONFIG_HOSTPORT_LIST,        /* struct hostport *, count at count_offset */
+	CONFIG_DOMAIN_LIST,          /* char ** (lower case), count at count_offset */
+	CONFIG_CIDR_LIST,            /* struct cidr_list */
+};
+
+#define CONFIG_KEY_REQUIRED 0x1  /* a named section is incomplete without it */
+
+/*
+ * One key of the file. offset is into struct config for plain sections and
+ * into the instance struct (relay_domain, user_account, tls_cert_spec) for
+ * named ones. min/max bound numbers, string lengths or list item counts.
+ */
+struct config_key {
+	const char *section;
+	bool named;
+	const char *name;
+	enum config_type type;
+	size_t offset;
+	size_t count_offset;
+	uint64_t min;
+	uint64_t max;
+	const char *def;             /* default as written in the file; NULL: unset */
+	unsigned flags;
+	const char *help;
+};
+
+extern const struct config_key config_keys[];
+extern const size_t config_nkeys;
+
+const struct config_key *config_key_find(const char *section, bool named, const char *name);
+/* Parse value into the key's field of base, replacing the old value; -1 with why. */
+int config_key_set(const struct config_key *key, void *base, const char *value, char *why, size_t whylen);
+/* Print the key's value as the file would write it; -1 when the key is unset. */
+int config_key_format(const struct config_key *key, const void *base, struct strbuf *out);
+void config_key_clear(const struct config_key *key, void *base);
+bool config_valid_hostname(const char *name);
+/* Check local@domain (dot-atom local part, host name domain) and lower-case the domain. */
+int config_normalize_address(char *address, char *why, size_t whylen);
+
+/* A config holding only the defaults (refcount 1, hostname from the system). */
+struct config *config_new(void);
+/*
+ * The one setter of the parser and the admin API. section is written as
+ * inside the brackets: "limits" or "domain \"example.com\"" (a missing
+ * named instance is created). Call config_finish before using the result.
+ */
+int config_set(struct config *cfg, const char *section, const char *key, const char *value,
+	       char *why, size_t whylen);
+/* Sort the look-up tables and run the cross-key checks; -1 with *err filled. */
+int config_finish(struct config *cfg, struct config_error *err);
+/* Every key with its effective value, grouped by section, re-parseable. */
+int config_dump(const struct config *cfg, FILE *out);
 
 /* Load and validate; NULL with *err filled on any problem. refcount = 1. */
 struct config *config_load(const char *path, struct config_error *err);

@@ -1,0 +1,1067 @@
+/*
+ * Every configuration key, described once, and the one parser and printer
+ * per value type. The file parser, `postern check-config --dump`, the admin
+ * API and docs/configuration.md all follow this table.
+ */
+#define LOG_MODULE "config"
+#include "core/config.h"
+
+#include <arpa/inet.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "core/alloc.h"
+#include "core/log.h"
+
+#define CONFIG_ITEM_MAX 300          /* one list item: a host name and a port fit */
+#define CONFIG_SHOW_MAX 60           /* how much of a bad value an error quotes */
+
+#define KIB 1024ULL
+#define MIB (1024ULL * KIB)
+#define GIB (1024ULL * MIB)
+#define MINUTE 60ULL
+#define HOUR (60ULL * MINUTE)
+#define DAY (24ULL * HOUR)
+
+#define KEY(sec, key, type, field, min, max, def, help) \
+	{ sec, false, key, type, offsetof(struct config, field), 0, min, max, def, 0, help }
+#define LIST(sec, key, type, field, count, min, max, def, help) \
+	{ sec, false, key, type, offsetof(struct config, field), offsetof(struct config, count), \
+	  min, max, def, 0, help }
+#define NAMED(sec, st, key, type, field, min, max, def, flags, help) \
+	{ sec, true, key, type, offsetof(struct st, field), 0, min, max, def, flags, help }
+
+const struct config_key config_keys[] = {
+	KEY("server", "hostname", CONFIG_HOSTNAME, hostname, 1, 253, NULL,
+	    "name in the banner, EHLO replies and bounces (default: this machine's host name)"),
+	KEY("server", "banner", CONFIG_STRING, banner, 1, 400, "postern ESMTP",
+	    "text after \"220 <hostname> \" in the greeting"),
+	LIST("server", "listen", CONFIG_LISTEN_LIST, listens, nlistens, 1, 64,
+	     "0.0.0.0:25, 0.0.0.0:465/smtps, 0.0.0.0:587/submission",
+	     "listeners: ADDR:PORT[/smtp|smtps|submission], ADDR an IPv4 address, [IPv6] or *"),
+	KEY("server", "user", CONFIG_STRING, user, 1, 32, "postern",
+	    "user to run as after binding the ports"),
+	KEY("server", "group", CONFIG_STRING, group, 1, 32, NULL,
+	    "group to run as (default: the user's primary group)"),
+	KEY("server", "data_dir", CONFIG_PATH, data_dir, 1, 4095, "/var/lib/postern",
+	    "state: the generated TLS certificate, databases"),
+	KEY("server", "admin_socket", CONFIG_PATH, admin_socket, 1, 107, "/run/postern/admin.sock",
+	    "unix socket of the admin API used by the postern CLI"),
+	KEY("server", "pid_file", CONFIG_PATH, pid_file, 1, 4095, NULL,
+	    "file to write the process id to (default: none)"),
+
+	KEY("log", "level", CONFIG_LOG_LEVEL, log_level, 0, 0, "info",
+	    "error, warn, info or debug"),
+	KEY("log", "file", CONFIG_PATH, log_file, 1, 4095, NULL,
+	    "append log lines to this file (default: none)"),
+	KEY("log", "syslog", CONFIG_BOOL, log_syslog, 0, 0, "no", "log to syslog (facility mail)"),
+	KEY("log", "stderr", CONFIG_BOOL, log_stderr, 0, 0, "yes", "log to standard error"),
+
+	KEY("limits", "max_message_size", CONFIG_SIZE, max_message_size, KIB, 2 * GIB, "35M",
+	    "largest message accepted, announced in EHLO SIZE"),
+	KEY("limits", "max_recipients", CONFIG_UINT, max_recipients, 1, 100000, "100",
+	    "recipients per transaction"),
+	KEY("limits", "max_command_length", CONFIG_UINT, max_command_length, 512, 65536, "2048",
+	    "longest SMTP command line in bytes, without CRLF"),
+	KEY("limits", "max_line_length", CONFIG_UINT, max_line_length, 1000, 1048576, "8192",
+	    "longest message text line in bytes, without CRLF"),
+	KEY("limits", "max_sessions", CONFIG_UINT, max_sessions, 1, 1000000, "1000",
+	    "concurrent inbound sessions; more are refused with 421"),
+	KEY("limits", "max_errors", CONFIG_UINT, max_errors, 1, 1000, "10",
+	    "bad commands in a session before 421 and close"),
+	KEY("limits", "max_messages_per_session", CONFIG_UINT, max_messages_per_session, 1, 1000000, "1000",
+	    "transactions in one session"),
+	KEY("limits", "timeout_command", CONFIG_DURATION, timeout_command, 1, DAY, "5m",
+	    "wait for the next command"),
+	KEY("limits", "timeout_data", CONFIG_DURATION, timeout_data, 1, DAY, "10m",
+	    "wait between reads of message data"),
+	KEY("limits", "timeout_tls", CONFIG_DURATION, timeout_tls, 1, HOUR, "1m",
+	    "the TLS handshake"),
+	KEY("limits", "bare_newline", CONFIG_BARE_NEWLINE, bare_newline, 0, 0, "normalize",
+	    "message text with a bare CR or LF: reject (550) or normalize to CRLF"),
+	KEY("limits", "vrfy", CONFIG_BOOL, vrfy, 0, 0, "no", "answer VRFY (502 when off)"),
+	KEY("limits", "expn", CONFIG_BOOL, expn, 0, 0, "no", "answer EXPN (502 when off)"),
+
+	KEY("tls", "cert", CONFIG_PATH, tls_cert_file, 1, 4095, NULL,
+	    "PEM certificate chain (default: a self-signed one generated in data_dir)"),
+	KEY("tls", "key", CONFIG_PATH, tls_key_file, 1, 4095, NULL, "PEM private key of cert"),
+	KEY("tls", "ciphers", CONFIG_STRING, tls_ciphers, 1, 1024, NULL,
+	    "OpenSSL cipher list for TLS 1.2 (default: the library's)"),
+	KEY("tls", "min_version", CONFIG_TLS_VERSION, tls_min_version, 7, 7, "TLSv1.2",
+	    "TLSv1.2 or TLSv1.3"),
+
+	KEY("auth", "enabled", CONFIG_BOOL, auth_enabled, 0, 0, "yes",
+	    "offer AUTH PLAIN and LOGIN (only over TLS)"),
+	KEY("auth", "max_failures", CONFIG_UINT, auth_max_failures, 1, 100, "3",
+	    "failed AUTH attempts in a session before 421 and close"),
+
+	KEY("relay", "trusted_networks", CONFIG_CIDR_LIST, trusted_networks, 0, 1024, "127.0.0.0/8, ::1",
+	    "clients that may relay to any domain (addresses or CIDR prefixes)"),
+
+	LIST("local", "domains", CONFIG_DOMAIN_LIST, local_domains, nlocal_domains, 0, 1024, NULL,
+	     "domains delivered here, to the Maildir of their [user] entries"),
+	KEY("local", "maildir", CONFIG_MAILDIR, maildir_template, 1, 4095, NULL,
+	    "Maildir path template: %d domain, %u local part, %% a percent sign"),
+
+	KEY("queue", "dir", CONFIG_PATH, spool_dir, 1, 4095, "/var/spool/postern",
+	    "spool directory"),
+	KEY("queue", "lifetime", CONFIG_DURATION, queue_lifetime, 1, 30 * DAY, "5d",
+	    "how long to retry before bouncing"),
+	KEY("queue", "retry_min", CONFIG_DURATION, retry_min, 1, DAY, "5m",
+	    "first retry delay; it doubles up to retry_max"),
+	KEY("queue", "retry_max", CONFIG_DURATION, retry_max, 1, 7 * DAY, "1h",
+	    "longest retry delay"),
+	KEY("queue", "max_deliveries", CONFIG_UINT, max_deliveries, 1, 10000, "100",
+	    "concurrent outbound deliveries in total"),
+	KEY("queue", "max_per_destination", CONFIG_UINT, max_per_destination, 1, 1000, "20",
+	    "concurrent connections to one destination"),
+	KEY("queue", "bounce_from", CONFIG_ADDRESS, bounce_from, 3, 320, NULL,
+	    "From: of bounces (default: MAILER-DAEMON@hostname)"),
+	KEY("queue", "syncfs", CONFIG_BOOL, spool_syncfs, 0, 0, "yes",
+	    "commit a batch of messages with one syncfs() instead of one fsync() each"),
+
+	KEY("delivery", "mx_port", CONFIG_UINT, mx_port, 1, 65535, "25",
+	    "port of MX hosts"),
+	KEY("delivery", "tls", CONFIG_BOOL, outbound_tls, 0, 0, "yes",
+	    "use STARTTLS when the receiver offers it"),
+	KEY("delivery", "timeout_connect", CONFIG_DURATION, timeout_connect, 1, HOUR, "30s",
+	    "TCP connect to a receiver"),
+	KEY("delivery", "timeout_reply", CONFIG_DURATION, timeout_reply, 1, HOUR, "5m",
+	    "each reply of a receiver"),
+	KEY("delivery", "helo_name", CONFIG_HOSTNAME, helo_name, 1, 253, NULL,
+	    "name sent in EHLO (default: hostname)"),
+
+	KEY("dns", "servers", CONFIG_NAMESERVERS, dns_servers, 1, 16, NULL,
+	    "name servers as IP[:PORT] or [IPv6]:PORT (default: /etc/resolv.conf)"),
+	KEY("dns", "timeout_ms", CONFIG_UINT, dns_timeout_ms, 100, 60000, "5000",
+	    "milliseconds before a query is retried"),
+	KEY("dns", "tries", CONFIG_UINT, dns_tries, 1, 10, "2", "attempts per query and server"),
+
+	{ "domain", true, "hosts", CONFIG_HOSTPORT_LIST, offsetof(struct relay_domain, hosts),
+	  offsetof(struct relay_domain, nhosts), 1, 64, NULL, CONFIG_KEY_REQUIRED,
+	  "hosts to relay this domain's mail to, in order: HOST[:PORT], [IPv6][:PORT]" },
+
+	NAMED("user", user_account, "password", CONFIG_PASSWORD_HASH, password_hash, 1, 512, NULL, 0,
+	      "argon2id hash from `postern passwd` (default: no AUTH for this user)"),
+	NAMED("user", user_account, "maildir", CONFIG_PATH, maildir, 1, 4095, NULL, 0,
+	      "this user's Maildir directory (default: from the [local] maildir template)"),
+	NAMED("user", user_account, "quota", CONFIG_SIZE, quota_bytes, 0, 1024 * GIB, "0", 0,
+	      "Maildir size limit, 0 for none"),
+
+	NAMED("tls", tls_cert_spec, "cert", CONFIG_PATH, cert_file, 1, 4095, NULL, CONFIG_KEY_REQUIRED,
+	      "PEM certificate chain served when the client asks for this name (SNI)"),
+	NAMED("tls", tls_cert_spec, "key", CONFIG_PATH, key_file, 1, 4095, NULL, CONFIG_KEY_REQUIRED,
+	      "PEM private key of cert"),
+};
+
+const size_t config_nkeys = sizeof(config_keys) / sizeof(config_keys[0]);
+
+static const char *const log_level_names[] = { "error", "warn", "info", "debug" };
+
+const struct config_key *config_key_find(const char *section, bool named, const char *name)
+{
+	for (size_t i = 0; i < config_nkeys; i++) {
+		const struct config_key *k = &config_keys[i];
+
+		if (k->named == named && strcmp(k->section, section) == 0 && strcmp(k->name, name) == 0)
+			return k;
+	}
+	return NULL;
+}
+
+static void why_set(char *why, size_t whylen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
+static void why_set(char *why, size_t whylen, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(why, whylen, fmt, ap);
+	va_end(ap);
+}
+
+static void *field(void *base, size_t offset)
+{
+	return (char *)base + offset;
+}
+
+static const void *cfield(const void *base, size_t offset)
+{
+	return (const char *)base + offset;
+}
+
+static bool is_digit(char c)
+{
+	return c >= '0' && c <= '9';
+}
+
+static bool is_alnum(char c)
+{
+	return is_digit(c) || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z');
+}
+
+static void lower_case(char *s)
+{
+	for (; *s; s++) {
+		if (*s >= 'A' && *s <= 'Z')
+			*s = (char)(*s - 'A' + 'a');
+	}
+}
+
+/*
+ * RFC 1123 labels; a last label of digits only is refused so that a
+ * mistyped IPv4 address ("192.0.2.300") is not taken for a name.
+ */
+bool config_valid_hostname(const char *name)
+{
+	size_t len = strlen(name), label = 0;
+	bool digits_only = true;
+
+	if (len == 0 || len > 253)
+		return false;
+	for (size_t i = 0; i <= len; i++) {
+		char c = name[i];
+
+		if (c == '.' || c == '\0') {
+			if (label == 0 || label > 63 || name[i - 1] == '-')
+				return false;
+			if (c == '\0')
+				return !digits_only;
+			label = 0;
+			digits_only = true;
+		} else if (is_alnum(c) || (c == '-' && label > 0)) {
+			digits_only = digits_only && is_digit(c);
+			label++;
+		} else {
+			return false;
+		}
+	}
+	return true;
+}
+
+/* Digits only, with an overflow check: strtoul would take signs and blanks. */
+static int parse_u64(const char **p, uint64_t *out)
+{
+	const char *s = *p;
+	uint64_t v = 0;
+
+	if (!is_digit(*s))
+		return -1;
+	for (; is_digit(*s); s++) {
+		unsigned d = (unsigned)(*s - '0');
+
+		if (v > (UINT64_MAX - d) / 10)
+			return -1;
+		v = v * 10 + d;
+	}
+	*p = s;
+	*out = v;
+	return 0;
+}
+
+static int parse_scaled(const char *s, const char *suffixes, const uint64_t *mults, uint64_t *out)
+{
+	uint64_t v, mult = 1;
+	const char *suffix;
+
+	if (parse_u64(&s, &v) < 0)
+		return -1;
+	if (*s != '\0') {
+		if (s[1] != '\0' || (suffix = strchr(suffixes, *s)) == NULL)
+			return -1;
+		mult = mults[suffix - suffixes];
+	}
+	if (v > UINT64_MAX / mult)
+		return -1;
+	*out = v * mult;
+	return 0;
+}
+
+int config_parse_size(const char *s, uint64_t *out)
+{
+	static const uint64_t mults[] = { KIB, KIB, MIB, MIB, GIB, GIB };
+
+	return parse_scaled(s, "kKmMgG", mults, out);
+}
+
+int config_parse_duration(const char *s, unsigned *out_seconds)
+{
+	static const uint64_t mults[] = { 1, MINUTE, HOUR, DAY };
+	uint64_t v;
+
+	if (parse_scaled(s, "smhd", mults, &v) < 0 || v > UINT32_MAX)
+		return -1;
+	*out_seconds = (unsigned)v;
+	return 0;
+}
+
+/* The largest unit that divides the value exactly, so "35M" reads back as "35M". */
+static int format_scaled(struct strbuf *out, uint64_t v, const char *units, const uint64_t *mults, size_t n)
+{
+	for (size_t i = n; i-- > 0;) {
+		if (v != 0 && v % mults[i] == 0)
+			return strbuf_appendf(out, "%llu%c", (unsigned long long)(v / mults[i]), units[i]);
+	}
+	return strbuf_appendf(out, "%llu", (unsigned long long)v);
+}
+
+static int format_size(struct strbuf *out, uint64_t v)
+{
+	static const uint64_t mults[] = { KIB, MIB, GIB };
+
+	return format_scaled(out, v, "kMG", mults, 3);
+}
+
+static int format_duration(struct strbuf *out, uint64_t v)
+{
+	static const uint64_t mults[] = { 1, MINUTE, HOUR, DAY };
+
+	return format_scaled(out, v, "smhd", mults, 4);
+}
+
+/* "between 1k and 2G" in the key's own units, for error messages. */
+static void format_range(const struct config_key *k, char *buf, size_t len)
+{
+	struct strbuf sb;
+
+	strbuf_init(&sb, len);
+	if (k->type == CONFIG_SIZE) {
+		format_size(&sb, k->min);
+		strbuf_appends(&sb, " and ");
+		format_size(&sb, k->max);
+	} else if (k->type == CONFIG_DURATION) {
+		format_duration(&sb, k->min);
+		strbuf_appends(&sb, " and ");
+		format_duration(&sb, k->max);
+	} else {
+		strbuf_appendf(&sb, "%llu and %llu", (unsigned long long)k->min, (unsigned long long)k->max);
+	}
+	snprintf(buf, len, "%s", sb.data ? sb.data : "");
+	strbuf_free(&sb);
+}
+
+static int parse_port(const char *s, uint16_t *out)
+{
+	uint64_t v;
+
+	if (parse_u64(&s, &v) < 0 || *s != '\0' || v == 0 || v > 65535)
+		return -1;
+	*out = (uint16_t)v;
+	return 0;
+}
+
+/* Keep what a protocol line or a log line could not carry out of values. */
+static bool printable_text(const char *s)
+{
+	for (; *s; s++) {
+		if (((unsigned char)*s < 0x20 && *s != '\t') || *s == 0x7f)
+			return false;
+	}
+	return true;
+}
+
+static int set_string(const struct config_key *k, void *base, const char *value, char *why, size_t whylen)
+{
+	char **slot = field(base, k->offset);
+	size_t len = strlen(value);
+
+	if (len < k->min || len > k->max) {
+		why_set(why, whylen, "expected a text of %llu to %llu characters, got %zu",
+			(unsigned long long)k->min, (unsigned long long)k->max, len);
+		return -1;
+	}
+	if (!printable_text(value)) {
+		why_set(why, whylen, "control characters are not allowed");
+		return -1;
+	}
+	free(*slot);
+	*slot = xstrdup(value);
+	return 0;
+}
+
+static bool valid_local_part(const char *s, size_t len)
+{
+	static const char atext[] = "!#$%&'*+-/=?^_`{|}~.";
+
+	if (len == 0 || len > 64 || s[0] == '.' || s[len - 1] == '.')
+		return false;
+	for (size_t i = 0; i < len; i++) {
+		if (!is_alnum(s[i]) && strchr(atext, s[i]) == NULL)
+			return false;
+		if (s[i] == '.' && s[i + 1] == '.')
+			return false;
+	}
+	return true;
+}
+
+/* local@domain with a dot-atom local part and a host name; the domain is lower-cased. */
+int config_normalize_address(char *address, char *why, size_t whylen)
+{
+	char *at = strchr(address, '@');
+
+	if (at == NULL || strchr(at + 1, '@') != NULL) {
+		why_set(why, whylen, "expected an address local@domain with exactly one @");
+		return -1;
+	}
+	if (!valid_local_part(address, (size_t)(at - address))) {
+		why_set(why, whylen, "bad local part before the @ (letters, digits, .!#$%%&'*+-/=?^_`{|}~)");
+		return -1;
+	}
+	if (!config_valid_hostname(at + 1)) {
+		why_set(why, whylen, "\"%.*s\" after the @ is not a valid domain name", CONFIG_SHOW_MAX, at + 1);
+		return -1;
+	}
+	lower_case(at + 1);
+	return 0;
+}
+
+static bool valid_maildir(const char *s, char *why, size_t whylen)
+{
+	if (s[0] != '/') {
+		why_set(why, whylen, "expected an absolute path");
+		return false;
+	}
+	for (const char *p = s; (p = strchr(p, '%')) != NULL; p += 2) {
+		if (p[1] != 'd' && p[1] != 'u' && p[1] != '%') {
+			why_set(why, whylen, "unknown %%-escape (use %%d domain, %%u local part, %%%% percent)");
+			return false;
+		}
+	}
+	return true;
+}
+
+static bool valid_password_hash(const char *s, char *why, size_t whylen)
+{
+	static const char hashchars[] = "$=,+/.-";
+
+	if (strncmp(s, "$argon2id$", 10) != 0) {
+		why_set(why, whylen, "expected an argon2id hash starting with $argon2id$ (see `postern passwd`)");
+		return false;
+	}
+	for (; *s; s++) {
+		if (!is_alnum(*s) && strchr(hashchars, *s) == NULL) {
+			why_set(why, whylen, "unexpected character in the argon2id hash");
+			return false;
+		}
+	}
+	return true;
+}
+
+/* The typed strings: check their syntax, then store them like any string. */
+static int set_checked_string(const struct config_key *k, void *base, const char *value, char *why, size_t whylen)
+{
+	char *copy = xstrdup(value);
+	int ok = 1;
+
+	switch (k->type) {
+	case CONFIG_PATH:
+		if (value[0] != '/') {
+			why_set(why, whylen, "expected an absolute path");
+			ok = 0;
+		}
+		break;
+	case CONFIG_HOSTNAME:
+		if (!config_valid_hostname(value)) {
+			why_set(why, whylen, "\"%.*s\" is not a valid host name", CONFIG_SHOW_MAX, value);
+			ok = 0;
+		}
+		break;
+	case CONFIG_ADDRESS:
+		ok = config_normalize_address(copy, why, whylen) == 0;
+		break;
+	case CONFIG_MAILDIR:
+		ok = valid_maildir(value, why, whylen);
+		break;
+	case CONFIG_PASSWORD_HASH:
+		ok = valid_password_hash(value, why, whylen);
+		break;
+	case CONFIG_TLS_VERSION:
+		if (strcmp(value, "TLSv1.2") != 0 && strcmp(value, "TLSv1.3") != 0) {
+			why_set(why, whylen, "expected TLSv1.2 or TLSv1.3");
+			ok = 0;
+		}
+		break;
+	default:
+		panic("set_checked_string: type %d", (int)k->type);
+	}
+	if (ok && set_string(k, base, copy, why, whylen) < 0)
+		ok = 0;
+	free(copy);
+	return ok ? 0 : -1;
+}
+
+static int set_bool(const struct config_key *k, void *base, const char *value, char *why, size_t whylen)
+{
+	static const char *const yes[] = { "yes", "true", "on", "1" };
+	static const char *const no[] = { "no", "false", "off", "0" };
+	bool *slot = field(base, k->offset);
+
+	for (size_t i = 0; i < 4; i++) {
+		if (strcasecmp(value, yes[i]) == 0) {
+			*slot = true;
+			return 0;
+		}
+		if (strcasecmp(value, no[i]) == 0) {
+			*slot = false;
+			return 0;
+		}
+	}
+	why_set(why, whylen, "expected yes or no (true/false, on/off, 1/0), got \"%.*s\"", CONFIG_SHOW_MAX, value);
+	return -1;
+}
+
+static int set_number(const struct config_key *k, void *base, const char *value, char *why, size_t whylen)
+{
+	char range[96];
+	uint64_t v;
+	unsigned secs = 0;
+	const char *p = value;
+	int r;
+
+	if (k->type == CONFIG_SIZE) {
+		r = config_parse_size(value, &v);
+	} else if (k->type == CONFIG_DURATION) {
+		r = config_parse_duration(value, &secs);
+		v = secs;
+	} else {
+		r = parse_u64(&p, &v) < 0 || *p != '\0' ? -1 : 0;
+	}
+	if (r < 0 || v < k->min || v > k->max) {
+		format_range(k, range, sizeof(range));
+		why_set(why, whylen, "expected %s between %s, got \"%.*s\"",
+			k->type == CONFIG_SIZE ? "a size in bytes or with a k, M or G suffix" :
+			k->type == CONFIG_DURATION ? "a duration in seconds or with an s, m, h or d suffix" :
+			"an integer", range, CONFIG_SHOW_MAX, value);
+		return -1;
+	}
+	if (k->type == CONFIG_SIZE)
+		*(uint64_t *)field(base, k->offset) = v;
+	else
+		*(unsigned *)field(base, k->offset) = (unsigned)v;
+	return 0;
+}
+
+static int set_log_level(const struct config_key *k, void *base, const char *value, char *why, size_t whylen)
+{
+	for (size_t i = 0; i < sizeof(log_level_names) / sizeof(log_level_names[0]); i++) {
+		if (strcasecmp(value, log_level_names[i]) == 0) {
+			*(enum log_level *)field(base, k->offset) = (enum log_level)i;
+			return 0;
+		}
+	}
+	why_set(why, whylen, "expected error, warn, info or debug, got \"%.*s\"", CONFIG_SHOW_MAX, value);
+	return -1;
+}
+
+static int set_bare_newline(const struct config_key *k, void *base, const char *value, char *why, size_t whylen)
+{
+	enum bare_newline_policy *slot = field(base, k->offset);
+
+	if (strcasecmp(value, "reject") == 0) {
+		*slot = BARE_NEWLINE_REJECT;
+	} else if (strcasecmp(value, "normalize") == 0) {
+		*slot = BARE_NEWLINE_NORMALIZE;
+	} else {
+		why_set(why, whylen, "expected reject or normalize, got \"%.*s\"", CONFIG_SHOW_MAX, value);
+		return -1;
+	}
+	return 0;
+}
+
+struct item_list {
+	char **items;
+	size_t count;
+};
+
+static void item_list_free(struct item_list *l)
+{
+	for (size_t i = 0; i < l->count; i++)
+		free(l->items[i]);
+	free(l->items);
+	l->items = NULL;
+	l->count = 0;
+}
+
+/* Items are separated by any run of commas and blanks. */
+static int split_list(const struct config_key *k, const char *value, struct item_list *out,
+		      char *why, size_t whylen)
+{
+	const char *p = value;
+
+	out->items = NULL;
+	out->count = 0;
+	for (;;) {
+		size_t len;
+
+		p += strspn(p, ", \t");
+		if (*p == '\0')
+			break;
+		len = strcspn(p, ", \t");
+		if (out->count == k->max) {
+			why_set(why, whylen, "too many items (at most %llu)", (unsigned long long)k->max);
+			goto fail;
+		}
+		if (len > CONFIG_ITEM_MAX) {
+			why_set(why, whylen, "item \"%.*s...\" is too long", CONFIG_SHOW_MAX, p);
+			goto fail;
+		}
+		out->items = xreallocarray(out->items, out->count + 1, sizeof(*out->items));
+		out->items[out->count++] = xstrndup(p, len);
+		p += len;
+	}
+	if (out->count < k->min) {
+		why_set(why, whylen, "expected at least %llu item%s", (unsigned long long)k->min,
+			k->min == 1 ? "" : "s");
+		goto fail;
+	}
+	return 0;
+fail:
+	item_list_free(out);
+	return -1;
+}
+
+/*
+ * "host", "host:port", "[v6]", "[v6]:port" or a bare IPv6 address. host
+ * comes back normalized (IP literals via inet_ntop, names lower case);
+ * *has_port tells whether a port was written.
+ */
+static int parse_hostport(const char *item, bool ip_only, char *host, size_t hostlen,
+			  uint16_t *port, bool *has_port)
+{
+	char buf[CONFIG_ITEM_MAX + 1];
+	unsigned char addr[16];
+	const char *portstr = NULL;
+	char *name = buf;
+
+	snprintf(buf, sizeof(buf), "%s", item);
+	if (buf[0] == '[') {
+		char *close = strchr(buf, ']');
+
+		if (close == NULL || (close[1] != '\0' && close[1] != ':'))
+			return -1;
+		*close = '\0';
+		name = buf + 1;
+		if (close[1] == ':')
+			portstr = close + 2;
+		if (inet_pton(AF_INET6, name, addr) != 1)
+			return -1;
+	} else if (inet_pton(AF_INET6, buf, addr) == 1) {
+		/* a bare IPv6 address: the colons are its own */
+	} else {
+		char *colon = strchr(buf, ':');
+
+		if (colon != NULL) {
+			*colon = '\0';
+			portstr = colon + 1;
+		}
+		if (inet_pton(AF_INET, name, addr) != 1 && (ip_only || !config_valid_hostname(name)))
+			return -1;
+	}
+	*has_port = portstr != NULL;
+	if (portstr != NULL && parse_port(portstr, port) < 0)
+		return -1;
+	if (strchr(name, ':') != NULL)
+		inet_ntop(AF_INET6, addr, name, (socklen_t)(sizeof(buf) - (size_t)(name - buf)));
+	lower_case(name);
+	if (strlen(name) >= hostlen)
+		return -1;
+	memcpy(host, name, strlen(name) + 1);
+	return 0;
+}
+
+static int set_hostport_list(const struct config_key *k, void *base, const char *value, char *why, size_t whylen)
+{
+	struct hostport **slot = field(base, k->offset);
+	size_t *count = field(base, k->count_offset);
+	struct item_list items;
+	struct hostport *hosts;
+
+	if (split_list(k, value, &items, why, whylen) < 0)
+		return -1;
+	hosts = xcalloc(items.count, sizeof(*hosts));
+	for (size_t i = 0; i < items.count; i++) {
+		char host[CONFIG_ITEM_MAX + 1];
+		bool has_port;
+
+		hosts[i].port = 25;
+		if (parse_hostport(items.items[i], false, host, sizeof(host), &hosts[i].port, &has_port) < 0) {
+			why_set(why, whylen, "bad host \"%.*s\": expected HOST[:PORT] or [IPv6][:PORT]",
+				CONFIG_SHOW_MAX, items.items[i]);
+			for (size_t j = 0; j < i; j++)
+				free(hosts[j].host);
+			free(hosts);
+			item_list_free(&items);
+			return -1;
+		}
+		hosts[i].host = xstrdup(host);
+	}
+	config_key_clear(k, base);
+	*slot = hosts;
+	*count = items.count;
+	item_list_free(&items);
+	return 0;
+}
+
+static int set_nameservers(const struct config_key *k, void *base, const char *value, char *why, size_t whylen)
+{
+	char **slot = field(base, k->offset);
+	struct item_list items;
+	struct strbuf sb;
+
+	if (split_list(k, value, &items, why, whylen) < 0)
+		return -1;
+	strbuf_init(&sb, (CONFIG_ITEM_MAX + 1) * k->max);
+	for (size_t i = 0; i < items.count; i++) {
+		char host[INET6_ADDRSTRLEN + 1];
+		uint16_t port;
+		bool has_port, v6;
+
+		if (parse_hostport(items.items[i], true, host, sizeof(host), &port, &has_port) < 0) {
+			why_set(why, whylen, "bad name server \"%.*s\": expected IP[:PORT] or [IPv6]:PORT",
+				CONFIG_SHOW_MAX, items.items[i]);
+			strbuf_free(&sb);
+			item_list_free(&items);
+			return -1;
+		}
+		v6 = strchr(host, ':') != NULL;
+		if (i > 0)
+			strbuf_appends(&sb, ",");
+		if (!has_port)
+			strbuf_appends(&sb, host);
+		else
+			strbuf_appendf(&sb, v6 ? "[%s]:%u" : "%s:%u", host, (unsigned)port);
+	}
+	item_list_free(&items);
+	free(*slot);
+	*slot = strbuf_detach(&sb, NULL);
+	return 0;
+}
+
+static const char *const listen_kind_names[] = { "smtp", "smtps", "submission" };
+
+static int parse_listen(const char *item, struct listen_spec *out)
+{
+	char buf[CONFIG_ITEM_MAX + 1];
+	unsigned char addr[16];
+	char text[INET6_ADDRSTRLEN];
+	char *slash, *colon, *host = buf;
+	int family = AF_INET;
+
+	snprintf(buf, sizeof(buf), "%s", item);
+	out->kind = LISTEN_SMTP;
+	if ((slash = strchr(buf, '/')) != NULL) {
+		size_t i;
+
+		*slash = '\0';
+		for (i = 0; i < 3 && strcasecmp(slash + 1, listen_kind_names[i]) != 0; i++)
+			;
+		if (i == 3)
+			return -1;
+		out->kind = (enum listen_kind)i;
+	}
+	if ((colon = strrchr(buf, ':')) == NULL || parse_port(colon + 1, &out->port) < 0)
+		return -1;
+	*colon = '\0';
+	if (buf[0] == '[') {
+		if (colon == buf || colon[-1] != ']')
+			return -1;
+		colon[-1] = '\0';
+		host = buf + 1;
+		family = AF_INET6;
+	} else if (strcmp(buf, "*") == 0) {
+		host = "0.0.0.0";
+	}
+	if (inet_pton(family, host, addr) != 1)
+		return -1;
+	inet_ntop(family, addr, text, sizeof(text));
+	out->addr = xstrdup(text);
+	return 0;
+}
+
+static void listen_free(struct listen_spec *l, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		free(l[i].addr);
+	free(l);
+}
+
+/* Parse every item into l; the count of entries filled is returned in *done. */
+static int parse_listen_items(const struct item_list *items, struct listen_spec *l, size_t *done,
+			      char *why, size_t whylen)
+{
+	for (*done = 0; *done < items->count; (*done)++) {
+		size_t i = *done;
+
+		if (parse_listen(items->items[i], &l[i]) < 0) {
+			why_set(why, whylen, "bad listen address \"%.*s\": expected ADDR:PORT[/smtp|smtps|submission]"
+				" with ADDR an IPv4 address, [IPv6] or *", CONFIG_SHOW_MAX, items->items[i]);
+			return -1;
+		}
+		for (size_t j = 0; j < i; j++) {
+			if (l[j].port == l[i].port && strcmp(l[j].addr, l[i].addr) == 0) {
+				why_set(why, whylen, "\"%.*s\" has the address and port of \"%.*s\"",
+					CONFIG_SHOW_MAX, items->items[i], CONFIG_SHOW_MAX, items->items[j]);
+				free(l[i].addr);
+				return -1;
+			}
+		}
+	}
+	return 0;
+}
+
+static int set_listen_list(const struct config_key *k, void *base, const char *value, char *why, size_t whylen)
+{
+	struct listen_spec **slot = field(base, k->offset);
+	size_t *count = field(base, k->count_offset);
+	struct item_list items;
+	struct listen_spec *l;
+	size_t done;
+
+	if (split_list(k, value, &items, why, whylen) < 0)
+		return -1;
+	l = xcalloc(items.count, sizeof(*l));
+	if (parse_listen_items(&items, l, &done, why, whylen) < 0) {
+		listen_free(l, done);
+		item_list_free(&items);
+		return -1;
+	}
+	config_key_clear(k, base);
+	*slot = l;
+	*count = items.count;
+	item_list_free(&items);
+	return 0;
+}
+
+static int strptr_cmp(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* Kept sorted so config_is_local_domain can binary-search it. */
+static int set_domain_list(const struct config_key *k, void *base, const char *value, char *why, size_t whylen)
+{
+	char ***slot = field(base, k->offset);
+	size_t *count = field(base, k->count_offset);
+	struct item_list items;
+
+	if (split_list(k, value, &items, why, whylen) < 0)
+		return -1;
+	for (size_t i = 0; i < items.count; i++) {
+		if (!config_valid_hostname(items.items[i])) {
+			why_set(why, whylen, "\"%.*s\" is not a valid domain name", CONFIG_SHOW_MAX, items.items[i]);
+			item_list_free(&items);
+			return -1;
+		}
+		lower_case(items.items[i]);
+	}
+	if (items.count > 0)
+		qsort(items.items, items.count, sizeof(*items.items), strptr_cmp);
+	for (size_t i = 1; i < items.count; i++) {
+		if (strcmp(items.items[i - 1], items.items[i]) == 0) {
+			why_set(why, whylen, "\"%.*s\" is listed twice", CONFIG_SHOW_MAX, items.items[i]);
+			item_list_free(&items);
+			return -1;
+		}
+	}
+	config_key_clear(k, base);
+	*slot = items.items;
+	*count = items.count;
+	return 0;
+}
+
+static int set_cidr_list(const struct config_key *k, void *base, const char *value, char *why, size_t whylen)
+{
+	struct cidr_list *slot = field(base, k->offset);
+	struct cidr_list list = { 0 };
+	struct item_list items;
+
+	if (split_list(k, value, &items, why, whylen) < 0)
+		return -1;
+	for (size_t i = 0; i < items.count; i++) {
+		if (cidr_list_add(&list, items.items[i]) < 0) {
+			why_set(why, whylen, "bad network \"%.*s\": expected an IPv4 or IPv6 address or a prefix"
+				" like 192.0.2.0/24", CONFIG_SHOW_MAX, items.items[i]);
+			cidr_list_free(&list);
+			item_list_free(&items);
+			return -1;
+		}
+	}
+	cidr_list_finish(&list);
+	item_list_free(&items);
+	cidr_list_free(slot);
+	*slot = list;
+	return 0;
+}
+
+int config_key_set(const struct config_key *k, void *base, const char *value, char *why, size_t whylen)
+{
+	switch (k->type) {
+	case CONFIG_STRING:
+		return set_string(k, base, value, why, whylen);
+	case CONFIG_PATH:
+	case CONFIG_HOSTNAME:
+	case CONFIG_ADDRESS:
+	case CONFIG_MAILDIR:
+	case CONFIG_PASSWORD_HASH:
+	case CONFIG_TLS_VERSION:
+		return set_checked_string(k, base, value, why, whylen);
+	case CONFIG_NAMESERVERS:
+		return set_nameservers(k, base, value, why, whylen);
+	case CONFIG_BOOL:
+		return set_bool(k, base, value, why, whylen);
+	case CONFIG_UINT:
+	case CONFIG_SIZE:
+	case CONFIG_DURATION:
+		return set_number(k, base, value, why, whylen);
+	case CONFIG_LOG_LEVEL:
+		return set_log_level(k, base, value, why, whylen);
+	case CONFIG_BARE_NEWLINE:
+		return set_bare_newline(k, base, value, why, whylen);
+	case CONFIG_LISTEN_LIST:
+		return set_listen_list(k, base, value, why, whylen);
+	case CONFIG_HOSTPORT_LIST:
+		return set_hostport_list(k, base, value, why, whylen);
+	case CONFIG_DOMAIN_LIST:
+		return set_domain_list(k, base, value, why, whylen);
+	case CONFIG_CIDR_LIST:
+		return set_cidr_list(k, base, value, why, whylen);
+	}
+	panic("config_key_set: type %d", (int)k->type);
+}
+
+void config_key_clear(const struct config_key *k, void *base)
+{
+	switch (k->type) {
+	case CONFIG_STRING:
+	case CONFIG_PATH:
+	case CONFIG_HOSTNAME:
+	case CONFIG_ADDRESS:
+	case CONFIG_MAILDIR:
+	case CONFIG_PASSWORD_HASH:
+	case CONFIG_TLS_VERSION:
+	case CONFIG_NAMESERVERS: {
+		char **slot = field(base, k->offset);
+		free(*slot);
+		*slot = NULL;
+		break;
+	}
+	case CONFIG_LISTEN_LIST: {
+		struct listen_spec **slot = field(base, k->offset);
+		size_t *count = field(base, k->count_offset);
+		listen_free(*slot, *count);
+		*slot = NULL;
+		*count = 0;
+		break;
+	}
+	case CONFIG_HOSTPORT_LIST: {
+		struct hostport **slot = field(base, k->offset);
+		size_t *count = field(base, k->count_offset);
+		for (size_t i = 0; i < *count; i++)
+			free((*slot)[i].host);
+		free(*slot);
+		*slot = NULL;
+		*count = 0;
+		break;
+	}
+	case CONFIG_DOMAIN_LIST: {
+		char ***slot = field(base, k->offset);
+		size_t *count = field(base, k->count_offset);
+		for (size_t i = 0; i < *count; i++)
+			free((*slot)[i]);
+		free(*slot);
+		*slot = NULL;
+		*count = 0;
+		break;
+	}
+	case CONFIG_CIDR_LIST:
+		cidr_list_free(field(base, k->offset));
+		break;
+	case CONFIG_BOOL:
+	case CONFIG_UINT:
+	case CONFIG_SIZE:
+	case CONFIG_DURATION:
+	case CONFIG_LOG_LEVEL:
+	case CONFIG_BARE_NEWLINE:
+		break;
+	}
+}
+
+static int format_listen(struct strbuf *out, const struct listen_spec *l)
+{
+	const char *fmt = strchr(l->addr, ':') != NULL ? "[%s]:%u" : "%s:%u";
+
+	if (strbuf_appendf(out, fmt, l->addr, (unsigned)l->port) < 0)
+		return -1;
+	if (l->kind != LISTEN_SMTP)
+		return strbuf_appendf(out, "/%s", listen_kind_names[l->kind]);
+	return 0;
+}
+
+static int format_hostport(struct strbuf *out, const struct hostport *h)
+{
+	const char *fmt = strchr(h->host, ':') != NULL ? "[%s]:%u" : "%s:%u";
+
+	return strbuf_appendf(out, fmt, h->host, (unsigned)h->port);
+}
+
+static int format_list(const struct config_key *k, const void *base, struct strbuf *out)
+{
+	size_t count = *(const size_t *)cfield(base, k->count_offset);
+
+	for (size_t i = 0; i < count; i++) {
+		int r;
+
+		if (i > 0 && strbuf_appends(out, ", ") < 0)
+			return -1;
+		if (k->type == CONFIG_LISTEN_LIST)
+			r = format_listen(out, &(*(struct listen_spec *const *)cfield(base, k->offset))[i]);
+		else if (k->type == CONFIG_HOSTPORT_LIST)
+			r = format_hostport(out, &(*(struct hostport *const *)cfield(base, k->offset))[i]);
+		else
+			r = strbuf_appends(out, (*(char **const *)cfield(base, k->offset))[i]);
+		if (r < 0)
+			return -1;
+	}
+	return 0;
+}
+
+int config_key_format(const struct config_key *k, const void *base, struct strbuf *out)
+{
+	const void *p = cfield(base, k->offset);
+
+	switch (k->type) {
+	case CONFIG_STRING:
+	case CONFIG_PATH:
+	case CONFIG_HOSTNAME:
+	case CONFIG_ADDRESS:
+	case CONFIG_MAILDIR:
+	case CONFIG_PASSWORD_HASH:
+	case CONFIG_TLS_VERSION:
+	case CONFIG_NAMESERVERS:
+		if (*(char *const *)p == NULL)
+			return -1;
+		return strbuf_appends(out, *(char *const *)p);
+	case CONFIG_BOOL:
+		return strbuf_appends(out, *(const bool *)p ? "yes" : "no");
+	case CONFIG_UINT:
+		return strbuf_appendf(out, "%u", *(const unsigned *)p);
+	case CONFIG_SIZE:
+		return format_size(out, *(const uint64_t *)p);
+	case CONFIG_DURATION:
+		return format_duration(out, *(const unsigned *)p);
+	case CONFIG_LOG_LEVEL:
+		return strbuf_appends(out, log_level_names[*(const enum log_level *)p]);
+	case CONFIG_BARE_NEWLINE:
+		return strbuf_appends(out, *(const enum bare_newline_policy *)p == BARE_NEWLINE_REJECT ?
+				      "reject" : "normalize");
+	case CONFIG_LISTEN_LIST:
+	case CONFIG_HOSTPORT_LIST:
+	case CONFIG_DOMAIN_LIST:
+		return format_list(k, base, out);
+	case CONFIG_CIDR_LIST:
+		return cidr_list_format(p, out);
+	}
+	panic("config_key_format: type %d", (int)k->type);
+}

@@ -2,6 +2,10 @@
  * Asynchronous DNS on c-ares, driven by the libevent loop. Servers are
  * settable (tests point them at a local DNS server on a high port). A
  * request can be cancelled; its callback is then never called.
+ *
+ * Callbacks always run from the loop, never inside the call that started
+ * the lookup. The answer arrays are only valid during the callback, and a
+ * request handle is invalid once its callback has run.
  */
 #ifndef POSTERN_DNS_H
 #define POSTERN_DNS_H
@@ -36,22 +40,30 @@ struct dns_addr {
 struct dns_resolver *dns_resolver_new(struct event_base *base, const char *servers,
 				      unsigned timeout_ms, unsigned tries,
 				      char *err, size_t errlen);
+/* Drops every outstanding request without calling its callback. */
 void dns_resolver_free(struct dns_resolver *r);
 
-/* MX records sorted by preference (ties in random order, RFC 5321 5.1). */
+/*
+ * MX records sorted by preference (ties in random order, RFC 5321 5.1).
+ * A null MX (RFC 7505) comes back as one record with host ".".
+ */
 typedef void (*dns_mx_cb)(void *arg, enum dns_status st, const struct dns_mx *mx, size_t n);
 struct dns_request *dns_lookup_mx(struct dns_resolver *r, const char *domain, dns_mx_cb cb, void *arg);
 
-/* A and/or AAAA (family AF_INET, AF_INET6 or AF_UNSPEC for both). */
+/* A and/or AAAA (family AF_INET, AF_INET6 or AF_UNSPEC for both); IP literals need no query. */
 typedef void (*dns_addr_cb)(void *arg, enum dns_status st, const struct dns_addr *addrs, size_t n);
 struct dns_request *dns_lookup_addr(struct dns_resolver *r, const char *host, int family,
 				    dns_addr_cb cb, void *arg);
 
-/* Any type: the raw answer for engines that parse their own records (SPF, DNSBL). */
+/*
+ * Any type: the raw answer for engines that parse their own records (SPF,
+ * DNSBL); answer is NULL unless st is DNS_OK.
+ */
 typedef void (*dns_raw_cb)(void *arg, enum dns_status st, const unsigned char *answer, size_t len);
 struct dns_request *dns_query_raw(struct dns_resolver *r, const char *name, int type,
 				  dns_raw_cb cb, void *arg);
 
+/* Only before the callback ran; NULL is ignored. */
 void dns_cancel(struct dns_request *req);
 const char *dns_status_str(enum dns_status st);
 

@@ -43,7 +43,7 @@ struct smtp_error {
 
 struct smtp_command {
 	enum smtp_verb verb;
-	const char *arg;        /* rest of the line after the verb and one space; "" if none */
+	const char *arg;        /* rest of the line after the verb and one blank; "" if none */
 };
 
 /*
@@ -81,22 +81,28 @@ struct smtp_rcpt_args {
  * Accepts "FROM: <a@b>" (space after the colon, as many clients send);
  * strips an RFC 5321 source route (@a,@b:user@d). Non-ASCII in the path is
  * only accepted when utf8_allowed (SMTPUTF8 given on MAIL, or, for MAIL
- * itself, the SMTPUTF8 parameter on the same line). Unknown parameters and
- * duplicate parameters are errors (555 5.5.4).
+ * itself, the SMTPUTF8 parameter on the same line). Unknown parameters are
+ * 555 5.5.4, duplicate ones and bad values 501 5.5.4; a bad path is 553
+ * 5.1.7 (sender) or 5.1.3 (recipient), a too long one 501 5.1.x, and
+ * non-ASCII without SMTPUTF8 or invalid UTF-8 553 5.6.7. The path is copied
+ * as given (case kept); RCPT TO:<postmaster> is valid without a domain.
  */
 int smtp_parse_mail(const char *arg, struct smtp_mail_args *out, struct smtp_error *err);
 int smtp_parse_rcpt(const char *arg, bool utf8_allowed, struct smtp_rcpt_args *out,
 		    struct smtp_error *err);
 
-/* "BDAT <size> [LAST]" */
+/* "BDAT <size> [LAST]"; a size over 64 bits is 552 5.3.4. */
 int smtp_parse_bdat(const char *arg, uint64_t *size, bool *last, struct smtp_error *err);
 
 /* Check a mailbox "local@domain" (or the postmaster special case "postmaster"). */
 bool smtp_valid_mailbox(const char *addr, bool utf8_allowed);
 
-/* RFC 3461 xtext: decode into out (NUL-terminated); -1 if malformed or too long. */
+/*
+ * RFC 3461 xtext: decode into out (NUL-terminated) and return the decoded
+ * length; -1 if malformed, too long, or if it decodes to a control character.
+ */
 int smtp_xtext_decode(const char *in, size_t inlen, char *out, size_t outlen);
-/* Encode for forwarding ENVID/ORCPT to the next hop; -1 if it does not fit. */
+/* Encode for forwarding ENVID/ORCPT to the next hop; the length, or -1 if it does not fit. */
 int smtp_xtext_encode(const char *in, char *out, size_t outlen);
 
 #endif
