@@ -27,8 +27,14 @@ enum delivery_status {
 
 struct delivery_rcpt_result {
 	enum delivery_status status;
-	int code;                 /* SMTP code, or 0 when no server said anything */
-	char reply[512];          /* "550 5.1.1 <x>: no such user" or a description */
+	/*
+	 * SMTP code, or 0 when no server said anything. Permanent failures
+	 * decided here carry the code their reply names: 550 5.1.2 (no such
+	 * domain), 556 5.1.10 (null MX), 553 5.6.7 (SMTPUTF8 not offered),
+	 * 554 5.6.3 (BINARYMIME not offered), 552 5.3.4 (over the server's SIZE).
+	 */
+	int code;
+	char reply[512];          /* "550 5.1.1 <x>: no such user" or "4.4.1 connect to ...: ..." */
 	char remote[300];         /* "mx.example.net[192.0.2.1]:25" */
 };
 
@@ -47,6 +53,7 @@ struct delivery_request {
 typedef void (*delivery_done_cb)(void *arg, const struct delivery_rcpt_result *results, size_t n);
 
 struct delivery_smtp *delivery_smtp_new(struct postern *pt);
+/* Deliveries still running are dropped without their callback. */
 void delivery_smtp_free(struct delivery_smtp *d);
 /*
  * Start a delivery. The request's memory (and body_fd) must stay valid

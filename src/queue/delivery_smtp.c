@@ -23,6 +23,7 @@
 #include <netinet/in.h>
 #include <openssl/err.h>
 #include <openssl/ssl.h>
+#include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/time.h>
@@ -461,12 +462,6 @@ static void job_log(const struct delivery_job *job)
 static void job_finish(struct delivery_job *job)
 {
 	job_unlink(job);
-	if (job->conn != NULL) {
-		struct delivery_conn *conn = job->conn;
-
-		conn_detach(conn);
-		conn_free(conn);
-	}
 	job_log(job);
 	job->cb(job->arg, job->results, job->req.nrcpts);
 	job_free(job);
@@ -1132,6 +1127,7 @@ static void conn_on_read(struct bufferevent *bev, void *arg)
 		line[p.pos] = '\0';
 		st = smtp_reply_feed(&conn->reply, line, (size_t)p.pos, &text, &textlen);
 		if (st == SMTP_REPLY_MALFORMED) {
+			smtp_text_clean(line);
 			conn_failedf(conn, "4.5.0 %s: malformed reply during %s: %.100s", conn->remote,
 				     conn_state_word(conn->state), line);
 			return;

@@ -14,19 +14,24 @@ void smtp_reply_reset(struct smtp_reply *r)
 	memset(r, 0, sizeof(*r));
 }
 
-/* Remote text ends up in logs and bounces: no control characters in it. */
+void smtp_text_clean(char *s)
+{
+	for (; *s != '\0'; s++)
+		if ((unsigned char)*s < 0x20 || *s == 0x7f)
+			*s = '?';
+}
+
+/* The first line as "CODE text", a NUL inside made a "?" like any control. */
 static void smtp_reply_keep_text(struct smtp_reply *r, const char *text, size_t len)
 {
 	size_t o = (size_t)snprintf(r->text, sizeof(r->text), "%03d", r->code);
 
 	if (len > 0 && o + 1 < sizeof(r->text))
 		r->text[o++] = ' ';
-	for (size_t i = 0; i < len && o + 1 < sizeof(r->text); i++) {
-		unsigned char c = (unsigned char)text[i];
-
-		r->text[o++] = (c < 0x20 || c == 0x7f) ? '?' : (char)c;
-	}
+	for (size_t i = 0; i < len && o + 1 < sizeof(r->text); i++)
+		r->text[o++] = text[i] == '\0' ? '?' : text[i];
 	r->text[o] = '\0';
+	smtp_text_clean(r->text);
 }
 
 enum smtp_reply_state smtp_reply_feed(struct smtp_reply *r, const char *line, size_t len,

@@ -37,6 +37,9 @@ void smtp_reply_reset(struct smtp_reply *r);
 enum smtp_reply_state smtp_reply_feed(struct smtp_reply *r, const char *line, size_t len,
 				      const char **text, size_t *textlen);
 
+/* Remote text goes to logs and bounces: control characters become '?'. */
+void smtp_text_clean(char *s);
+
 /* EHLO keywords the client acts on. */
 enum smtp_ext_flag {
 	SMTP_EXT_PIPELINING = 1 << 0,

@@ -787,7 +787,7 @@ TEST(delivery_free_with_work_in_flight)
 /*
  * A scripted server in the test's own loop, for replies no real server
  * sends: steps[0] is the greeting, then each command line (the message
- * after a 354 counts as one) gets the next step verbatim. "" sends nothing,
+ * after a 354 or the chunk of a BDAT counts as one) gets the next step verbatim. "" sends nothing,
  * NULL closes, DT_CLOSE_ON_BYTES closes as soon as anything at all arrives
  * (a TLS ClientHello is no line). Sessions after the first follow `later`
  * when it is set.
@@ -801,9 +801,11 @@ struct dt_script {
 	const char *const *cur;
 	size_t i;
 	bool in_data;
+	size_t bdat_left;
 	int sessions;
 	struct bufferevent *bev;
 	char last_command[128];
+	char bdat_command[64];
 };
 
 static void dt_script_step(struct dt_script *s)
@@ -830,9 +832,26 @@ static void dt_script_read(struct bufferevent *bev, void *arg)
 		s->bev = NULL;
 		return;
 	}
-	while (s->bev != NULL &&
-	       (line = evbuffer_readln(bufferevent_get_input(bev), NULL, EVBUFFER_EOL_CRLF)) != NULL) {
-		if (!s->in_data || strcmp(line, ".") == 0) {
+	while (s->bev != NULL) {
+		struct evbuffer *in = bufferevent_get_input(bev);
+
+		if (s->bdat_left > 0) {
+			size_t n = evbuffer_get_length(in) < s->bdat_left ? evbuffer_get_length(in) : s->bdat_left;
+
+			evbuffer_drain(in, n);
+			s->bdat_left -= n;
+			if (s->bdat_left > 0)
+				return;
+			dt_script_step(s);
+			continue;
+		}
+		line = evbuffer_readln(in, NULL, EVBUFFER_EOL_CRLF);
+		if (line == NULL)
+			return;
+		if (strncmp(line, "BDAT ", 5) == 0) {
+			snprintf(s->bdat_command, sizeof(s->bdat_command), "%s", line);
+			s->bdat_left = strtoul(line + 5, NULL, 10);
+		} else if (!s->in_data || strcmp(line, ".") == 0) {
 			snprintf(s->last_command, sizeof(s->last_command), "%s", line);
 			dt_script_step(s);
 		}
@@ -1172,4 +1191,33 @@ TEST(delivery_starttls_injection_refused)
 	dt_script_stop(&s);
 	dt_teardown(&t);
 	tls_context_free(tls);
+}
+
+/* BINARYMIME goes raw in one BDAT LAST chunk, and only where it is offered. */
+TEST(delivery_binarymime_with_bdat)
+{
+	static const char *const offered[] = {
+		"220 hi\r\n", "250-s\r\n250-PIPELINING\r\n250-CHUNKING\r\n250 BINARYMIME\r\n",
+		"250 ok\r\n", "250 ok\r\n", "250 2.0.0 chunk queued\r\n", "250 reset\r\n", "" };
+	static const char *const not_offered[] = {
+		"220 hi\r\n", "250-s\r\n250 CHUNKING\r\n", "221 bye\r\n", NULL };
+	char want[64];
+	struct dt_script s;
+	struct dt t;
+
+	dt_setup(&t);
+	t.env.body = BODY_BINARYMIME;
+	dt_add_rcpt(&t, "one@dest.test");
+	dt_scripted(&t, &s, offered, NULL);
+	CHECK_INT(t.results[0].status, DELIVERY_OK);
+	CHECK_STR(t.results[0].reply, "250 2.0.0 chunk queued");
+	snprintf(want, sizeof(want), "BDAT %zu LAST", strlen(dt_message));
+	CHECK_STR(s.bdat_command, want);
+	dt_script_stop(&s);
+
+	dt_scripted(&t, &s, not_offered, NULL);
+	CHECK_INT(t.results[0].status, DELIVERY_PERMFAIL);
+	CHECK_INT(t.results[0].code, 554);
+	dt_script_stop(&s);
+	dt_teardown(&t);
 }
