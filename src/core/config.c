@@ -172,7 +172,7 @@ static void named_free_all(struct config *cfg, const struct named_kind *nk)
 	free(named_array(cfg, nk));
 }
 
-/* Sections are few and the look-up tables sorted, so a binary search is enough. */
+/* The hot-path look-up: config_check sorted the array by name, case-insensitively. */
 static void *named_find(const struct config *cfg, const struct named_kind *nk, const char *name)
 {
 	size_t lo = 0, hi = named_count(cfg, nk);
@@ -253,15 +253,6 @@ void config_unref(struct config *cfg)
 		config_free(cfg);
 }
 
-static void error_vset(struct config_error *err, unsigned line, const char *section, const char *key,
-		       const char *fmt, va_list ap)
-{
-	err->line = line;
-	snprintf(err->section, sizeof(err->section), "%s", section ? section : "");
-	snprintf(err->key, sizeof(err->key), "%s", key ? key : "");
-	vsnprintf(err->message, sizeof(err->message), fmt, ap);
-}
-
 static int error_set(struct config_error *err, unsigned line, const char *section, const char *key,
 		     const char *fmt, ...) __attribute__((format(printf, 5, 6)));
 
@@ -270,8 +261,11 @@ static int error_set(struct config_error *err, unsigned line, const char *sectio
 {
 	va_list ap;
 
+	err->line = line;
+	snprintf(err->section, sizeof(err->section), "%s", section ? section : "");
+	snprintf(err->key, sizeof(err->key), "%s", key ? key : "");
 	va_start(ap, fmt);
-	error_vset(err, line, section, key, fmt, ap);
+	vsnprintf(err->message, sizeof(err->message), fmt, ap);
 	va_end(ap);
 	return -1;
 }
@@ -671,7 +665,8 @@ static int check_named(struct config *cfg, const struct named_kind *nk, struct c
 	return 0;
 }
 
-static int check_local_index(const struct config *cfg, const char *domain, size_t *index)
+/* [local] domains is kept sorted by its setter, so this is a binary search too. */
+static int local_domain_index(const struct config *cfg, const char *domain, size_t *index)
 {
 	size_t lo = 0, hi = cfg->nlocal_domains;
 
@@ -704,7 +699,7 @@ static int check_mailboxes(const struct config *cfg, const unsigned *key_lines, 
 		const struct user_account *u = &cfg->users[i];
 		size_t d;
 
-		if (check_local_index(cfg, strchr(u->address, '@') + 1, &d) < 0)
+		if (local_domain_index(cfg, strchr(u->address, '@') + 1, &d) < 0)
 			continue;
 		if (u->maildir == NULL) {
 			char sect[CONFIG_NAME_MAX + CONFIG_WORD_MAX + 4];
@@ -748,7 +743,7 @@ static int config_check(struct config *cfg, const unsigned *key_lines, struct co
 	for (size_t i = 0; i < cfg->ndomains; i++) {
 		size_t d;
 
-		if (check_local_index(cfg, cfg->domains[i].domain, &d) == 0) {
+		if (local_domain_index(cfg, cfg->domains[i].domain, &d) == 0) {
 			char sect[CONFIG_NAME_MAX + CONFIG_WORD_MAX + 4];
 
 			section_text(sect, sizeof(sect), "domain", cfg->domains[i].domain);
@@ -862,7 +857,7 @@ bool config_is_local_domain(const struct config *cfg, const char *domain)
 {
 	size_t index;
 
-	return cfg != NULL && domain != NULL && check_local_index(cfg, domain, &index) == 0;
+	return cfg != NULL && domain != NULL && local_domain_index(cfg, domain, &index) == 0;
 }
 
 const struct user_account *config_find_user(const struct config *cfg, const char *address)

@@ -240,7 +240,10 @@ struct config *config_ref(struct config *cfg);
 void config_unref(struct config *cfg);
 void config_error_format(const struct config_error *err, char *buf, size_t len);
 
-/* Look-ups used on the hot path. Domain comparison is case-insensitive. */
+/*
+ * Look-ups used on the hot path: binary searches, case-insensitive (for
+ * users, the whole address). Valid on a loaded config or after config_finish.
+ */
 const struct relay_domain *config_find_domain(const struct config *cfg, const char *domain);
 bool config_is_local_domain(const struct config *cfg, const char *domain);
 const struct user_account *config_find_user(const struct config *cfg, const char *address);

@@ -145,8 +145,8 @@ const struct config_key config_keys[] = {
 
 	NAMED("user", user_account, "password", CONFIG_PASSWORD_HASH, password_hash, 1, 512, NULL, 0,
 	      "argon2id hash from `postern passwd` (default: no AUTH for this user)"),
-	NAMED("user", user_account, "maildir", CONFIG_PATH, maildir, 1, 4095, NULL, 0,
-	      "this user's Maildir directory (default: from the [local] maildir template)"),
+	NAMED("user", user_account, "maildir", CONFIG_MAILDIR, maildir, 1, 4095, NULL, 0,
+	      "this user's Maildir, a template like [local] maildir (default: that template)"),
 	NAMED("user", user_account, "quota", CONFIG_SIZE, quota_bytes, 0, 1024 * GIB, "0", 0,
 	      "Maildir size limit, 0 for none"),
 

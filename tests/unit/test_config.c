@@ -715,6 +715,9 @@ TEST(config_string_values)
 	CHECK_VALUE_BAD("local", "maildir", "/var/mail/%", "unknown %-escape");
 	CHECK_VALUE_BAD("local", "maildir", "mail/%d/%u", "absolute path");
 	CHECK_VALUE_OK("local", "maildir", "/var/mail/%d/%u/100%%");
+	CHECK_VALUE_OK("user \"a@b.example\"", "maildir", "/home/%u/Maildir");
+	CHECK_VALUE_BAD("user \"a@b.example\"", "maildir", "/home/100%", "unknown %-escape");
+	CHECK_VALUE_BAD("user \"a@b.example\"", "maildir", "Maildir", "absolute path");
 	CHECK_VALUE_BAD("user \"a@b.example\"", "password", "secret", "$argon2id$");
 	CHECK_VALUE_BAD("user \"a@b.example\"", "password", "$argon2i$v=19$m=1,t=1,p=1$a$b", "$argon2id$");
 	CHECK_VALUE_BAD("user \"a@b.example\"", "password", "$argon2id$v=19$m=1 t=1", "unexpected character");
