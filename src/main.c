@@ -20,6 +20,8 @@ static const struct subcommand subcommands[] = {
 	{ "status", cli_status, "show the running gateway's state" },
 	{ "reload", cli_reload, "reload the configuration of the running gateway" },
 	{ "passwd", cli_passwd, "hash a password (argon2id) for a [user] entry" },
+	{ "spf", cli_spf, "check SPF for --ip, --helo and --sender" },
+	{ "scan", cli_scan, "run messages through the content pipeline ([--json] FILE...)" },
 };
 
 static void usage(FILE *out)

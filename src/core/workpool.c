@@ -30,6 +30,7 @@ struct work_item {
 	void (*run)(void *arg);
 	void (*done)(void *arg);
 	void *arg;
+	uint64_t id;
 	struct work_item *next;
 };
 
@@ -47,6 +48,7 @@ struct workpool {
 	struct work_list queued[2];         /* indexed by enum work_priority */
 	struct work_list finished;          /* waiting for the loop thread */
 	bool stopping;
+	uint64_t last_id;                   /* ids handed out by workpool_submit_id */
 	int efd;                            /* signals the loop: finished is non-empty */
 	struct event *done_ev;
 };
@@ -229,7 +231,14 @@ void workpool_free(struct workpool *pool)
 void workpool_submit(struct workpool *pool, enum work_priority prio,
 		     void (*run)(void *arg), void (*done)(void *arg), void *arg)
 {
+	workpool_submit_id(pool, prio, run, done, arg);
+}
+
+uint64_t workpool_submit_id(struct workpool *pool, enum work_priority prio,
+			    void (*run)(void *arg), void (*done)(void *arg), void *arg)
+{
 	struct work_item *it;
+	uint64_t id;
 
 	if (prio != WORK_HIGH && prio != WORK_LOW)
 		panic("workpool_submit: bad priority %d", (int)prio);
@@ -238,7 +247,41 @@ void workpool_submit(struct workpool *pool, enum work_priority prio,
 	it->done = done;
 	it->arg = arg;
 	pthread_mutex_lock(&pool->lock);
+	id = it->id = ++pool->last_id;
 	work_list_push(&pool->queued[prio], it);
 	pthread_cond_signal(&pool->wake);
 	pthread_mutex_unlock(&pool->lock);
+	return id;
+}
+
+/* Unlinks the job `id` from l; NULL when it is not there. */
+static struct work_item *work_list_remove(struct work_list *l, uint64_t id)
+{
+	struct work_item *it, *prev = NULL;
+
+	for (it = l->head; it != NULL; prev = it, it = it->next) {
+		if (it->id != id)
+			continue;
+		if (prev)
+			prev->next = it->next;
+		else
+			l->head = it->next;
+		if (l->tail == it)
+			l->tail = prev;
+		return it;
+	}
+	return NULL;
+}
+
+/* A linear search, but only of jobs not yet started, and only when someone waits. */
+bool workpool_promote(struct workpool *pool, uint64_t id)
+{
+	struct work_item *it;
+
+	pthread_mutex_lock(&pool->lock);
+	it = work_list_remove(&pool->queued[WORK_LOW], id);
+	if (it)
+		work_list_push(&pool->queued[WORK_HIGH], it);
+	pthread_mutex_unlock(&pool->lock);
+	return it != NULL;
 }

@@ -17,6 +17,7 @@
 #include <errno.h>
 #include <limits.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -1136,6 +1137,8 @@ void smtp_session_start(struct postern *pt, evutil_socket_t fd, const struct soc
 		}
 		return;
 	}
+	/* Replies are batched per read already; never wait for a delayed ACK. */
+	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &(int){ 1 }, sizeof(int));
 	s->bev = bufferevent_socket_new(pt->base, fd, 0);
 	if (s->bev == NULL) {
 		session_free(s);

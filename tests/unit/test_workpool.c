@@ -195,3 +195,40 @@ TEST(workpool_free_drops_unstarted_jobs)
 	event_base_free(base);
 	wp_test_destroy(&t);
 }
+
+/* A low job something waits on jumps the low queue, behind high jobs already queued. */
+TEST(workpool_promote_low_job)
+{
+	struct event_base *base = event_base_new();
+	struct workpool *pool = workpool_new(base, 1);
+	struct wp_test t;
+	uint64_t waited, first;
+
+	wp_test_init(&t);
+	workpool_submit(pool, WORK_HIGH, wp_block_run, wp_done, wp_job(&t, 'B'));
+	pthread_mutex_lock(&t.lock);
+	while (!t.blocker_running)
+		pthread_cond_wait(&t.cond, &t.lock);
+	pthread_mutex_unlock(&t.lock);
+
+	first = workpool_submit_id(pool, WORK_LOW, wp_record_run, wp_done, wp_job(&t, 'a'));
+	workpool_submit(pool, WORK_LOW, wp_record_run, wp_done, wp_job(&t, 'b'));
+	waited = workpool_submit_id(pool, WORK_LOW, wp_record_run, wp_done, wp_job(&t, 'c'));
+	workpool_submit(pool, WORK_HIGH, wp_record_run, wp_done, wp_job(&t, 'H'));
+	CHECK(first != 0 && waited != first);
+	CHECK(workpool_promote(pool, waited));
+	CHECK(!workpool_promote(pool, waited));          /* already high */
+	CHECK(!workpool_promote(pool, 999999));          /* unknown id */
+
+	pthread_mutex_lock(&t.lock);
+	t.release = true;
+	pthread_cond_broadcast(&t.cond);
+	pthread_mutex_unlock(&t.lock);
+	wp_run_until(base, &t, 5);
+	CHECK_INT(t.done, 5);
+	CHECK_STR(t.order, "BHcab");
+	CHECK(!workpool_promote(pool, first));           /* finished */
+	workpool_free(pool);
+	event_base_free(base);
+	wp_test_destroy(&t);
+}
