@@ -195,7 +195,7 @@ class Postfix:
         self.started = True
 
     def stop(self):
-        if self.started:
+        if self.started or self.master_pid():
             self.postfix("stop", check=False)
             # Wait for the master to go (it removes its pid file's lock).
             deadline = time.monotonic() + 30

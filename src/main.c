@@ -19,9 +19,11 @@ static const struct subcommand subcommands[] = {
 	{ "queue", cli_queue, "list|show ID|delete ID|flush [ID]|hold ID|release ID" },
 	{ "status", cli_status, "show the running gateway's state" },
 	{ "reload", cli_reload, "reload the configuration of the running gateway" },
+	{ "bans", cli_bans, "list|unban KEY: the rate limits' bans of the running gateway" },
 	{ "passwd", cli_passwd, "hash a password (argon2id) for a [user] entry" },
 	{ "spf", cli_spf, "check SPF for --ip, --helo and --sender" },
 	{ "scan", cli_scan, "run messages through the content pipeline ([--json] FILE...)" },
+	{ "rules", cli_rules, "content rule files: check|export|overview FILE, import FILE DEST" },
 };
 
 static void usage(FILE *out)

@@ -28,11 +28,14 @@
 
 #include "admin/admin.h"
 #include "cli/cli.h"
+#include "content/content_stage.h"
+#include "content/mime.h"
 #include "core/alloc.h"
 #include "core/config.h"
 #include "core/context.h"
 #include "core/workpool.h"
 #include "dns/dns.h"
+#include "policy/policy.h"
 #include "queue/delivery.h"
 #include "queue/queue.h"
 #include "queue/spool.h"
@@ -157,6 +160,8 @@ int postern_reload(struct postern *pt, char *err, size_t errlen)
 	struct config_error cerr;
 	struct config *cfg = config_load(pt->config_path, &cerr);
 	struct tls_context *tls;
+	struct policy *policy;
+	struct content_stage *content;
 
 	if (cfg == NULL) {
 		config_error_format(&cerr, err, errlen);
@@ -169,6 +174,26 @@ int postern_reload(struct postern *pt, char *err, size_t errlen)
 		config_unref(cfg);
 		return -1;
 	}
+	policy = policy_new(pt, cfg, err, errlen);
+	if (policy == NULL) {
+		log_error("reload refused, keeping the running configuration: %s", err);
+		tls_context_free(tls);
+		config_unref(cfg);
+		return -1;
+	}
+	err[0] = '\0';
+	content = content_stage_new(pt, cfg, err, errlen);
+	if (content == NULL && err[0] != '\0') {
+		log_error("reload refused, keeping the running configuration: %s", err);
+		policy_unref(policy);
+		tls_context_free(tls);
+		config_unref(cfg);
+		return -1;
+	}
+	content_stage_unref(pt->content);
+	pt->content = content;
+	policy_unref(pt->policy);
+	pt->policy = policy;
 	if (cfg->nlistens != pt->cfg->nlistens)
 		log_warn("reload: listener changes take effect at the next restart");
 	tls_context_free(pt->tls);
@@ -241,6 +266,12 @@ static void serve_teardown(struct postern *pt, struct event **sigs, size_t nsigs
 	if (pt->spool)
 		spool_close(pt->spool);
 	queue_free(pt->queue);
+	if (pt->policy)
+		policy_unref(pt->policy);
+	policy_state_free(pt->policy_state);
+	content_stage_unref(pt->content);
+	content_stage_shutdown(pt);
+	mime_global_shutdown();
 	if (pt->dns)
 		dns_resolver_free(pt->dns);
 	tls_context_free(pt->tls);
@@ -269,6 +300,19 @@ static int serve_run(struct postern *pt)
 		return 1;
 	}
 	pt->delivery = delivery_smtp_new(pt);
+	pt->policy_state = policy_state_new(pt);
+	pt->policy = policy_new(pt, pt->cfg, err, sizeof(err));
+	if (pt->policy == NULL) {
+		log_error("policy: %s", err);
+		return 1;
+	}
+	err[0] = '\0';
+	pt->content = content_stage_new(pt, pt->cfg, err, sizeof(err));
+	if (pt->content == NULL && err[0] != '\0') {
+		log_error("content: %s", err);
+		return 1;
+	}
+	content_stage_watch_signatures(pt);
 	pt->queue = queue_new(pt);
 	if (queue_recover(pt->queue) < 0) {
 		log_error("spool recovery failed; refusing to start");
@@ -326,6 +370,7 @@ int serve_main(int argc, char **argv)
 		return 1;
 	}
 	serve_configure_log(pt.cfg);
+	mime_global_init();
 	signal(SIGPIPE, SIG_IGN);
 	serve_raise_nofile();
 	evthread_use_pthreads();

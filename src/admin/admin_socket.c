@@ -9,6 +9,8 @@
  *   {"cmd":"queue.show","id":"ID"}         -> one message with its header block
  *   {"cmd":"queue.delete|hold|release","id":"ID"}
  *   {"cmd":"queue.flush"[,"id":"ID"]}
+ *   {"cmd":"bans.list"}                    -> every key of the rate/ban tables
+ *   {"cmd":"bans.unban","key":"KEY"}       -> lift a ban, forget the key's attempts
  *
  * Replies: {"ok":true,"result":...} or {"ok":false,"error":"why"}.
  */
@@ -34,6 +36,9 @@
 #include "core/alloc.h"
 #include "core/context.h"
 #include "core/log.h"
+#include "policy/policy_engine.h"
+#include "policy/ratelimit.h"
+#include "queue/message_view.h"
 #include "queue/queue.h"
 #include "queue/spool.h"
 
@@ -274,38 +279,25 @@ static json_t *admin_cmd_queue_list(struct admin_server *a, json_t *req, char *e
 	return list;
 }
 
-/* The header block of a spooled message (up to the empty line), at most ADMIN_HEADERS_MAX bytes. */
-static json_t *admin_message_headers(struct admin_server *a, const char *id)
+/*
+ * The header block of a spooled message as it will be delivered, marks
+ * included (up to the empty line), at most ADMIN_HEADERS_MAX bytes.
+ */
+static json_t *admin_message_headers(struct admin_server *a, const struct envelope *env)
 {
 	char *buf;
-	size_t want, got = 0, hlen;
+	ssize_t hlen;
 	uint64_t len;
 	json_t *j;
 	int fd;
 
-	if (a->pt->spool == NULL || spool_open_message(a->pt->spool, id, &fd, &len) < 0)
+	if (a->pt->spool == NULL || spool_open_message(a->pt->spool, env->id, &fd, &len) < 0)
 		return json_null();
-	want = len < ADMIN_HEADERS_MAX ? (size_t)len : ADMIN_HEADERS_MAX;
-	buf = xmalloc(want + 1);
-	while (got < want) {
-		ssize_t n = pread(fd, buf + got, want - got, (off_t)got);
-
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0)
-			break;
-		got += (size_t)n;
-	}
+	hlen = message_view_headers(env, fd, len, ADMIN_HEADERS_MAX, &buf);
 	close(fd);
-	hlen = got;
-	for (size_t i = 0; i + 1 < got; i++) {
-		if (buf[i] == '\n' && (buf[i + 1] == '\n' ||
-				       (buf[i + 1] == '\r' && i + 2 < got && buf[i + 2] == '\n'))) {
-			hlen = i + 1;
-			break;
-		}
-	}
-	j = admin_json_text(buf, hlen);
+	if (hlen < 0)
+		return json_null();
+	j = admin_json_text(buf, (size_t)hlen);
 	free(buf);
 	return j;
 }
@@ -358,7 +350,7 @@ static json_t *admin_cmd_queue_show(struct admin_server *a, json_t *req, char *e
 	json_object_set_new(o, "ret", admin_json_str(admin_ret_name(env->ret)));
 	json_object_set_new(o, "body", json_string(admin_body_name(env->body)));
 	json_object_set_new(o, "smtputf8", json_boolean(env->smtputf8));
-	json_object_set_new(o, "headers", admin_message_headers(a, id));
+	json_object_set_new(o, "headers", admin_message_headers(a, env));
 	return o;
 }
 
@@ -407,6 +399,63 @@ static json_t *admin_cmd_queue_flush(struct admin_server *a, json_t *req, char *
 	return json_pack("{s:o}", "id", id ? json_string(id) : json_null());
 }
 
+/* The rate/ban tables of the policy engines; NULL entries are tables not in use. */
+static void admin_ban_tables(struct admin_server *a, struct ratelimit *tables[3])
+{
+	const struct policy_state *st = a->pt->policy_state;
+
+	tables[0] = st ? st->conn_rate : NULL;
+	tables[1] = st ? st->sender_rate : NULL;
+	tables[2] = st ? st->subject_rate : NULL;
+}
+
+static int admin_ban_one(void *arg, const char *key, const struct ratelimit_state *st)
+{
+	json_array_append_new(arg, json_pack("{s:o, s:s, s:I, s:I, s:I, s:I, s:I}",
+					     "key", admin_json_str(key), "kind", st->kind,
+					     "count", (json_int_t)st->count, "limit", (json_int_t)st->limit,
+					     "window", (json_int_t)st->window,
+					     "ban_until", (json_int_t)st->ban_until,
+					     "ban_left", (json_int_t)st->ban_left));
+	return 0;
+}
+
+static json_t *admin_cmd_bans_list(struct admin_server *a, json_t *req, char *err, size_t errlen)
+{
+	struct ratelimit *tables[3];
+	json_t *list = json_array();
+
+	admin_ban_tables(a, tables);
+	for (size_t i = 0; i < 3; i++) {
+		if (tables[i] != NULL)
+			ratelimit_foreach(tables[i], admin_ban_one, list);
+	}
+	return list;
+}
+
+static json_t *admin_cmd_bans_unban(struct admin_server *a, json_t *req, char *err, size_t errlen)
+{
+	const char *key = json_string_value(json_object_get(req, "key"));
+	struct ratelimit *tables[3];
+	bool known = false;
+
+	if (key == NULL || key[0] == '\0') {
+		snprintf(err, errlen, "missing \"key\" (a string)");
+		return NULL;
+	}
+	admin_ban_tables(a, tables);
+	for (size_t i = 0; i < 3; i++) {
+		if (tables[i] != NULL && ratelimit_unban(tables[i], key))
+			known = true;
+	}
+	if (!known) {
+		snprintf(err, errlen, "no such key: %.200s", key);
+		return NULL;
+	}
+	log_info("unban key=%s (admin)", key);
+	return json_pack("{s:o}", "key", admin_json_str(key));
+}
+
 static const struct {
 	const char *name;
 	admin_handler run;
@@ -419,6 +468,8 @@ static const struct {
 	{ "queue.hold", admin_cmd_queue_hold },
 	{ "queue.release", admin_cmd_queue_release },
 	{ "queue.flush", admin_cmd_queue_flush },
+	{ "bans.list", admin_cmd_bans_list },
+	{ "bans.unban", admin_cmd_bans_unban },
 };
 
 /* Parse one request and run its command; NULL result with err set on failure. */

@@ -17,9 +17,13 @@ int cli_passwd(int argc, char **argv);
 int cli_queue(int argc, char **argv);
 int cli_status(int argc, char **argv);
 int cli_reload(int argc, char **argv);
+/* src/cli/cli_bans.c: list and lift the rate limits' bans of the running gateway. */
+int cli_bans(int argc, char **argv);
 /* src/cli/cli_spf.c: run one SPF check and show its result. */
 int cli_spf(int argc, char **argv);
 /* src/cli/cli_scan.c: run raw messages through the content pipeline offline. */
 int cli_scan(int argc, char **argv);
+/* src/cli/cli_rules.c: check, export, overview and import content rule files. */
+int cli_rules(int argc, char **argv);
 
 #endif

@@ -5,25 +5,17 @@
  */
 #include "cli/cli.h"
 
-#include <errno.h>
-#include <poll.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
-#include <sys/un.h>
 #include <time.h>
-#include <unistd.h>
 
 #include <jansson.h>
 
+#include "cli/cli_client.h"
 #include "core/alloc.h"
-#include "core/config.h"
-#include "core/strbuf.h"
 
-#define CLI_TIMEOUT_MS (30 * 1000)
-#define CLI_REPLY_MAX (64 * 1024 * 1024)
 #define CLI_MAX_ARGS 4
 
 struct cli_opts {
@@ -107,189 +99,12 @@ static int cli_check_usage(int rc, const struct cli_opts *o, const char *usage, 
 	return -1;
 }
 
-/* The socket path: --socket, else [server] admin_socket of the config file. */
-static char *cli_socket_path(const struct cli_opts *o)
-{
-	const char *file = o->config ? o->config : POSTERN_DEFAULT_CONFIG;
-	struct config_error err;
-	struct config *cfg;
-	char msg[1024];
-	char *path;
-
-	if (o->socket != NULL)
-		return xstrdup(o->socket);
-	memset(&err, 0, sizeof(err));
-	cfg = config_load(file, &err);
-	if (cfg == NULL) {
-		config_error_format(&err, msg, sizeof(msg));
-		fprintf(stderr, "postern: %s\n", msg);
-		return NULL;
-	}
-	if (cfg->admin_socket == NULL) {
-		fprintf(stderr, "postern: %s: [server] admin_socket is not set\n", file);
-		config_unref(cfg);
-		return NULL;
-	}
-	path = xstrdup(cfg->admin_socket);
-	config_unref(cfg);
-	return path;
-}
-
-static int cli_connect(const char *path)
-{
-	struct sockaddr_un sun;
-	int fd;
-
-	memset(&sun, 0, sizeof(sun));
-	sun.sun_family = AF_UNIX;
-	if (strlen(path) >= sizeof(sun.sun_path)) {
-		errno = ENAMETOOLONG;
-		return -1;
-	}
-	memcpy(sun.sun_path, path, strlen(path) + 1);
-	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	if (fd < 0)
-		return -1;
-	if (connect(fd, (struct sockaddr *)&sun, sizeof(sun)) < 0) {
-		int saved = errno;
-
-		close(fd);
-		errno = saved;
-		return -1;
-	}
-	return fd;
-}
-
-static long cli_ms_left(const struct timespec *deadline)
-{
-	struct timespec now;
-
-	clock_gettime(CLOCK_MONOTONIC, &now);
-	return (deadline->tv_sec - now.tv_sec) * 1000 + (deadline->tv_nsec - now.tv_nsec) / 1000000;
-}
-
-/* Wait for fd to be ready for events before the deadline; -1 with errno (ETIMEDOUT) otherwise. */
-static int cli_wait(int fd, short events, const struct timespec *deadline)
-{
-	struct pollfd p = { .fd = fd, .events = events };
-
-	for (;;) {
-		long left = cli_ms_left(deadline);
-		int n;
-
-		if (left <= 0) {
-			errno = ETIMEDOUT;
-			return -1;
-		}
-		n = poll(&p, 1, (int)left);
-		if (n > 0)
-			return 0;
-		if (n < 0 && errno != EINTR)
-			return -1;
-	}
-}
-
-static int cli_send_all(int fd, const char *buf, size_t len, const struct timespec *deadline)
-{
-	while (len > 0) {
-		ssize_t n;
-
-		if (cli_wait(fd, POLLOUT, deadline) < 0)
-			return -1;
-		n = send(fd, buf, len, MSG_NOSIGNAL | MSG_DONTWAIT);
-		if (n < 0 && (errno == EINTR || errno == EAGAIN))
-			continue;
-		if (n < 0)
-			return -1;
-		buf += n;
-		len -= (size_t)n;
-	}
-	return 0;
-}
-
-/* Read up to the first newline (bounded by CLI_REPLY_MAX); -1 with errno, EPIPE for an early close. */
-static int cli_read_line(int fd, struct strbuf *line, const struct timespec *deadline)
-{
-	char buf[16384];
-
-	for (;;) {
-		ssize_t n;
-		char *nl;
-
-		if (cli_wait(fd, POLLIN, deadline) < 0)
-			return -1;
-		n = recv(fd, buf, sizeof(buf), MSG_DONTWAIT);
-		if (n < 0 && (errno == EINTR || errno == EAGAIN))
-			continue;
-		if (n < 0)
-			return -1;
-		if (n == 0) {
-			errno = EPIPE;
-			return -1;
-		}
-		nl = memchr(buf, '\n', (size_t)n);
-		if (strbuf_append(line, buf, nl ? (size_t)(nl - buf) : (size_t)n) < 0) {
-			errno = EMSGSIZE;
-			return -1;
-		}
-		if (nl != NULL)
-			return 0;
-	}
-}
-
-/*
- * Send one request and return the result of an ok reply (new reference).
- * On failure the error is printed and NULL returned.
- */
+/* One request to the gateway named by -c/--socket; NULL after printing why. */
 static json_t *cli_request(const struct cli_opts *o, json_t *req)
 {
-	struct timespec deadline;
-	struct strbuf line;
-	json_error_t jerr;
-	json_t *reply = NULL, *result = NULL, *ok;
-	char *path = cli_socket_path(o);
-	char *text = NULL;
-	int fd = -1;
+	char *path = cli_client_socket_path(o->config, o->socket);
+	json_t *result = path ? cli_client_request(path, req) : NULL;
 
-	if (path == NULL)
-		goto out;
-	if ((fd = cli_connect(path)) < 0) {
-		fprintf(stderr, "postern: cannot connect to %s: %s \xe2\x80\x94 is the gateway running?\n",
-			path, strerror(errno));
-		goto out;
-	}
-	clock_gettime(CLOCK_MONOTONIC, &deadline);
-	deadline.tv_sec += CLI_TIMEOUT_MS / 1000;
-	text = json_dumps(req, JSON_COMPACT);
-	strbuf_init(&line, CLI_REPLY_MAX);
-	if (text == NULL || cli_send_all(fd, text, strlen(text), &deadline) < 0 ||
-	    cli_send_all(fd, "\n", 1, &deadline) < 0 || cli_read_line(fd, &line, &deadline) < 0) {
-		fprintf(stderr, "postern: %s: %s\n", path,
-			errno == EPIPE ? "the gateway closed the connection without a reply"
-			: errno == ETIMEDOUT ? "no reply within 30 seconds"
-			: strerror(errno));
-		strbuf_free(&line);
-		goto out;
-	}
-	reply = json_loadb(line.data ? line.data : "", line.len, 0, &jerr);
-	strbuf_free(&line);
-	ok = json_object_get(reply, "ok");
-	if (!json_is_boolean(ok)) {
-		fprintf(stderr, "postern: %s: malformed reply from the gateway\n", path);
-	} else if (!json_is_true(ok)) {
-		const char *why = json_string_value(json_object_get(reply, "error"));
-
-		fprintf(stderr, "postern: %s\n", why ? why : "the gateway reported an unknown error");
-	} else {
-		result = json_incref(json_object_get(reply, "result"));
-		if (result == NULL)
-			result = json_null();
-	}
-out:
-	if (fd >= 0)
-		close(fd);
-	json_decref(reply);
-	free(text);
 	free(path);
 	return result;
 }

@@ -15,6 +15,7 @@
 
 #include "content/mime.h"
 #include "content/pipeline.h"
+#include "content/rules.h"
 #include "core/alloc.h"
 #include "core/config.h"
 #include "core/strbuf.h"
@@ -25,19 +26,21 @@
 struct scan_options {
 	bool json;
 	uint64_t max_size;
+	const char *rules_path;       /* --rules: a content rule file to run too */
 };
 
 static void scan_usage(FILE *out)
 {
 	fprintf(out,
-		"usage: postern scan [--json] [-c CONFIG] FILE...\n"
+		"usage: postern scan [--json] [-c CONFIG] [--rules FILE] FILE...\n"
 		"\n"
 		"Run each raw message FILE (- for standard input) through the content\n"
 		"pipeline and print the verdict (action, score, SCL), every engine result\n"
 		"and the MIME parts.\n"
 		"\n"
 		"  --json     one JSON object per message, one per line\n"
-		"  -c CONFIG  take limits from CONFIG ([limits] max_message_size)\n");
+		"  -c CONFIG  take limits from CONFIG ([limits] max_message_size)\n"
+		"  --rules FILE  run the content rules of FILE too (see docs/rules.md)\n");
 }
 
 /* Read all of `path` ("-": stdin) up to max bytes; NULL and errno-style message on failure. */
@@ -193,11 +196,13 @@ static void print_text(const char *path, const struct content_result *res)
  * The engines `scan` runs, in pipeline order. The virus engine joins here
  * once src/content/virus.h offers a content_engine constructor.
  */
-static struct content_pipeline *scan_pipeline(void)
+static struct content_pipeline *scan_pipeline(struct rules *rules)
 {
 	struct content_pipeline *p = content_pipeline_new(NULL);
 
 	content_pipeline_add(p, mime_engine_create());
+	if (rules != NULL)
+		content_pipeline_add(p, rules_engine_create(rules));
 	return p;
 }
 
@@ -245,6 +250,8 @@ int cli_scan(int argc, char **argv)
 {
 	struct scan_options o = { .json = false, .max_size = SCAN_DEFAULT_MAX_SIZE };
 	struct content_pipeline *p;
+	struct rules *rules = NULL;
+	char rules_err[1024];
 	int first = 0, status = 0;
 
 	for (int i = 1; i < argc && first == 0; i++) {
@@ -261,6 +268,13 @@ int cli_scan(int argc, char **argv)
 			}
 			if (scan_load_config(argv[++i], &o) < 0)
 				return 1;
+		} else if (strcmp(argv[i], "--rules") == 0) {
+			if (i + 1 == argc) {
+				fprintf(stderr, "postern scan: --rules needs a FILE\n");
+				scan_usage(stderr);
+				return 2;
+			}
+			o.rules_path = argv[++i];
 		} else if (strcmp(argv[i], "--") == 0) {
 			first = i + 1;
 		} else if (argv[i][0] == '-' && argv[i][1] != '\0') {
@@ -276,8 +290,12 @@ int cli_scan(int argc, char **argv)
 		scan_usage(stderr);
 		return 2;
 	}
+	if (o.rules_path != NULL && (rules = rules_load(o.rules_path, rules_err, sizeof(rules_err))) == NULL) {
+		fprintf(stderr, "postern scan: %s\n", rules_err);
+		return 1;
+	}
 	mime_global_init();
-	p = scan_pipeline();
+	p = scan_pipeline(rules);
 	for (int i = first; i < argc; i++)
 		if (scan_one(p, argv[i], &o) != 0)
 			status = 1;

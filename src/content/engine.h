@@ -36,6 +36,7 @@ enum content_category {
 
 #define ENGINE_SYMBOL_MAX 64
 #define ENGINE_REASON_MAX 256
+#define ENGINE_REPLY_MAX 256
 
 struct engine_result {
 	char engine[32];                       /* "virus", "rules", "bayes" */
@@ -45,6 +46,7 @@ struct engine_result {
 	enum content_action action;            /* CONTENT_NONE: score only */
 	char reason[ENGINE_REASON_MAX];        /* "Eicar-Signature in part 2 (eicar.com)" */
 	int part_index;                        /* -1: whole message */
+	char reply[ENGINE_REPLY_MAX];          /* SMTP reply text for reject/defer; "": the default */
 };
 
 struct engine_results {

@@ -23,6 +23,8 @@
 #define CONFIG_NAME_MAX 255           /* the NAME of [section "NAME"] */
 #define CONFIG_WORD_MAX 32            /* section and key names */
 #define CONFIG_DUMP_VALUE_MAX (1024 * 1024)
+#define LIST_FILE_LINE_MAX 1024       /* a line of an allow_file, deny_file or list_file */
+#define LIST_FILE_LINES_MAX 1000000   /* lines of one such file */
 
 /* A section with many instances, each stored in an array of struct config. */
 struct named_kind {
@@ -37,6 +39,7 @@ struct named_kind {
 
 static int normalize_domain(char *name, char *why, size_t whylen);
 static int normalize_sni(char *name, char *why, size_t whylen);
+static int normalize_zone(char *name, char *why, size_t whylen);
 
 static const struct named_kind named_kinds[] = {
 	{ "domain", sizeof(struct relay_domain), offsetof(struct config, domains),
@@ -48,6 +51,12 @@ static const struct named_kind named_kinds[] = {
 	{ "tls", sizeof(struct tls_cert_spec), offsetof(struct config, tls_sni),
 	  offsetof(struct config, ntls_sni), offsetof(struct tls_cert_spec, name),
 	  offsetof(struct tls_cert_spec, line), normalize_sni },
+	{ "dnsbl", sizeof(struct dnsbl_spec), offsetof(struct config, dnsbls),
+	  offsetof(struct config, ndnsbls), offsetof(struct dnsbl_spec, zone),
+	  offsetof(struct dnsbl_spec, line), normalize_zone },
+	{ "rhsbl", sizeof(struct dnsbl_spec), offsetof(struct config, rhsbls),
+	  offsetof(struct config, nrhsbls), offsetof(struct dnsbl_spec, zone),
+	  offsetof(struct dnsbl_spec, line), normalize_zone },
 };
 
 #define NNAMED_KINDS (sizeof(named_kinds) / sizeof(named_kinds[0]))
@@ -77,6 +86,16 @@ static int normalize_sni(char *name, char *why, size_t whylen)
 
 	if (!config_valid_hostname(host)) {
 		snprintf(why, whylen, "\"%s\" is not a valid host name or *.domain pattern", name);
+		return -1;
+	}
+	lower_case(name);
+	return 0;
+}
+
+static int normalize_zone(char *name, char *why, size_t whylen)
+{
+	if (!config_valid_hostname(name)) {
+		snprintf(why, whylen, "\"%s\" is not a valid DNS zone name", name);
 		return -1;
 	}
 	lower_case(name);
@@ -228,12 +247,22 @@ struct config *config_new(void)
 	return cfg;
 }
 
+static void string_array_free(char **items, size_t count)
+{
+	for (size_t i = 0; i < count; i++)
+		free(items[i]);
+	free(items);
+}
+
 static void config_free(struct config *cfg)
 {
 	for (size_t i = 0; i < config_nkeys; i++) {
 		if (!config_keys[i].named)
 			config_key_clear(&config_keys[i], cfg);
 	}
+	cidr_list_free(&cfg->ip_allow);
+	cidr_list_free(&cfg->ip_deny);
+	string_array_free(cfg->rcpt_list, cfg->nrcpt_list);
 	for (size_t i = 0; i < NNAMED_KINDS; i++)
 		named_free_all(cfg, &named_kinds[i]);
 	free(cfg->path);
@@ -720,6 +749,215 @@ static int check_mailboxes(const struct config *cfg, const unsigned *key_lines, 
 	return r;
 }
 
+/* Where the entries of a list file go; -1 with why when an entry is malformed. */
+typedef int (*list_entry_fn)(void *arg, const char *entry, char *why, size_t whylen);
+
+/* '#' starts a comment at the start of a line or after a blank ("a#b@x" is an address). */
+static char *list_line_entry(char *line)
+{
+	char *end;
+
+	for (char *p = line; *p; p++) {
+		if (*p == '#' && (p == line || p[-1] == ' ' || p[-1] == '\t')) {
+			*p = '\0';
+			break;
+		}
+	}
+	line += strspn(line, " \t");
+	end = line + strlen(line);
+	while (end > line && (end[-1] == ' ' || end[-1] == '\t' || end[-1] == '\r'))
+		*--end = '\0';
+	return line;
+}
+
+static int list_file_line(const char *path, unsigned lineno, char *line, list_entry_fn add, void *arg,
+			  char *why, size_t whylen)
+{
+	char reason[512];
+	char *entry = list_line_entry(line);
+
+	if (*entry == '\0')
+		return 0;
+	if (entry[strcspn(entry, " \t")] != '\0') {
+		snprintf(why, whylen, "%s:%u: one entry per line", path, lineno);
+		return -1;
+	}
+	if (add(arg, entry, reason, sizeof(reason)) < 0) {
+		snprintf(why, whylen, "%s:%u: %s", path, lineno, reason);
+		return -1;
+	}
+	return 0;
+}
+
+/*
+ * An allow, deny or recipient list kept in its own file: one entry per
+ * line, blank lines and comments skipped. Read as a stream with a bounded
+ * line, so a large list costs no more memory than its entries.
+ */
+static int read_list_file(const char *path, list_entry_fn add, void *arg, char *why, size_t whylen)
+{
+	char line[LIST_FILE_LINE_MAX + 2];
+	unsigned lineno = 0;
+	struct stat st;
+	FILE *f;
+	int r = 0;
+	/* O_NONBLOCK: a FIFO named by mistake must not hang the reload. */
+	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+
+	if (fd < 0) {
+		snprintf(why, whylen, "cannot open %s: %s", path, strerror(errno));
+		return -1;
+	}
+	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || (f = fdopen(fd, "r")) == NULL) {
+		snprintf(why, whylen, "%s: not a regular file", path);
+		close(fd);
+		return -1;
+	}
+	while (r == 0 && fgets(line, sizeof(line), f) != NULL) {
+		size_t n = strlen(line);
+
+		lineno++;
+		if (lineno > LIST_FILE_LINES_MAX) {
+			snprintf(why, whylen, "%s: more than %d lines", path, LIST_FILE_LINES_MAX);
+			r = -1;
+		} else if (n > 0 && line[n - 1] == '\n') {
+			line[n - 1] = '\0';
+			r = list_file_line(path, lineno, line, add, arg, why, whylen);
+		} else if (n > LIST_FILE_LINE_MAX) {
+			snprintf(why, whylen, "%s:%u: line too long (at most %d bytes)", path, lineno, LIST_FILE_LINE_MAX);
+			r = -1;
+		} else {
+			r = list_file_line(path, lineno, line, add, arg, why, whylen);
+		}
+	}
+	if (r == 0 && ferror(f)) {
+		snprintf(why, whylen, "cannot read %s: %s", path, strerror(errno));
+		r = -1;
+	}
+	fclose(f);
+	return r;
+}
+
+static int add_network(void *arg, const char *entry, char *why, size_t whylen)
+{
+	if (cidr_list_add(arg, entry) < 0) {
+		snprintf(why, whylen, "bad network \"%.60s\": expected an IPv4 or IPv6 address or a prefix"
+			 " like 192.0.2.0/24", entry);
+		return -1;
+	}
+	return 0;
+}
+
+struct pattern_array {
+	char **items;
+	size_t count;
+	size_t cap;
+};
+
+static void pattern_array_push(struct pattern_array *a, char *item)
+{
+	if (a->count == a->cap) {
+		a->cap = a->cap ? a->cap * 2 : 64;
+		a->items = xreallocarray(a->items, a->cap, sizeof(*a->items));
+	}
+	a->items[a->count++] = item;
+}
+
+static int add_pattern(void *arg, const char *entry, char *why, size_t whylen)
+{
+	char *pattern = config_normalize_pattern(entry, why, whylen);
+
+	if (pattern == NULL)
+		return -1;
+	pattern_array_push(arg, pattern);
+	return 0;
+}
+
+static int string_cmp(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* The written networks plus those of the file; *out is replaced only on success. */
+static int build_network_list(const struct cidr_list *written, const char *file, struct cidr_list *out,
+			      char *why, size_t whylen)
+{
+	struct cidr_list list = { 0 };
+
+	if (written->count > 0) {
+		list.ranges = xreallocarray(NULL, written->count, sizeof(*list.ranges));
+		memcpy(list.ranges, written->ranges, written->count * sizeof(*list.ranges));
+		list.count = list.cap = written->count;
+	}
+	if (file != NULL && read_list_file(file, add_network, &list, why, whylen) < 0) {
+		cidr_list_free(&list);
+		return -1;
+	}
+	cidr_list_finish(&list);
+	cidr_list_free(out);
+	*out = list;
+	return 0;
+}
+
+/* The same for recipients: sorted, a recipient in both the file and the key kept once. */
+static int build_rcpt_list(struct config *cfg, char *why, size_t whylen)
+{
+	struct pattern_array a = { 0 };
+	size_t n = 0;
+
+	for (size_t i = 0; i < cfg->nrcpt_list_written; i++)
+		pattern_array_push(&a, xstrdup(cfg->rcpt_list_written[i]));
+	if (cfg->rcpt_list_file != NULL && read_list_file(cfg->rcpt_list_file, add_pattern, &a, why, whylen) < 0) {
+		string_array_free(a.items, a.count);
+		return -1;
+	}
+	if (a.count > 1)
+		qsort(a.items, a.count, sizeof(*a.items), string_cmp);
+	for (size_t i = 0; i < a.count; i++) {
+		if (n > 0 && strcmp(a.items[n - 1], a.items[i]) == 0)
+			free(a.items[i]);
+		else
+			a.items[n++] = a.items[i];
+	}
+	string_array_free(cfg->rcpt_list, cfg->nrcpt_list);
+	cfg->rcpt_list = a.items;
+	cfg->nrcpt_list = n;
+	return 0;
+}
+
+/* Build ip_allow, ip_deny and rcpt_list from the keys and the list files. */
+static int build_lists(struct config *cfg, const unsigned *key_lines, struct config_error *err)
+{
+	char why[1024];
+
+	if (build_network_list(&cfg->ip_allow_written, cfg->ip_allow_file, &cfg->ip_allow, why, sizeof(why)) < 0)
+		return error_set(err, key_line(key_lines, "iplist", "allow_file"), "iplist", "allow_file", "%s", why);
+	if (build_network_list(&cfg->ip_deny_written, cfg->ip_deny_file, &cfg->ip_deny, why, sizeof(why)) < 0)
+		return error_set(err, key_line(key_lines, "iplist", "deny_file"), "iplist", "deny_file", "%s", why);
+	if (build_rcpt_list(cfg, why, sizeof(why)) < 0)
+		return error_set(err, key_line(key_lines, "recipients", "list_file"), "recipients", "list_file",
+				 "%s", why);
+	return 0;
+}
+
+/* The defence engines' rules that tie keys together. */
+static int check_policy(const struct config *cfg, const unsigned *key_lines, struct config_error *err)
+{
+	if (strcmp(cfg->rcpt_validation, "list") == 0 && cfg->nrcpt_list_written == 0 && cfg->rcpt_list_file == NULL)
+		return error_set(err, key_line(key_lines, "recipients", "validation"), "recipients", "validation",
+				 "validation = list needs a list or a list_file of valid recipients");
+	if (cfg->greylist_window <= cfg->greylist_delay) {
+		unsigned ldelay = key_line(key_lines, "greylist", "delay");
+		unsigned lwindow = key_line(key_lines, "greylist", "window");
+
+		return error_set(err, lwindow > ldelay ? lwindow : ldelay, "greylist",
+				 lwindow > ldelay ? "window" : "delay",
+				 "window (%us) must be longer than delay (%us)", cfg->greylist_window,
+				 cfg->greylist_delay);
+	}
+	return 0;
+}
+
 /* The rules that tie keys together; key_lines (may be NULL) locates errors. */
 static int config_check(struct config *cfg, const unsigned *key_lines, struct config_error *err)
 {
@@ -751,7 +989,9 @@ static int config_check(struct config *cfg, const unsigned *key_lines, struct co
 					 "also listed in [local] domains: a domain is either relayed or local");
 		}
 	}
-	return check_mailboxes(cfg, key_lines, err);
+	if (check_mailboxes(cfg, key_lines, err) < 0 || check_policy(cfg, key_lines, err) < 0)
+		return -1;
+	return build_lists(cfg, key_lines, err);
 }
 
 int config_finish(struct config *cfg, struct config_error *err)

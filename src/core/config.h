@@ -70,6 +70,41 @@ enum bare_newline_policy {
 	BARE_NEWLINE_NORMALIZE,      /* bare CR or LF becomes CRLF */
 };
 
+/* What a policy engine does on a hit ("reject", "defer", "tag", "ignore"). */
+enum policy_action {
+	POLICY_ACTION_REJECT = 0,    /* 5xx */
+	POLICY_ACTION_DEFER,         /* 4xx */
+	POLICY_ACTION_TAG,           /* add the engine's score and symbol, go on */
+	POLICY_ACTION_IGNORE,        /* log only */
+};
+
+/* Which mail an engine looks at ("inbound", "outbound", "both"). */
+enum policy_direction {
+	POLICY_DIR_INBOUND = 1,      /* from untrusted, unauthenticated clients */
+	POLICY_DIR_OUTBOUND = 2,     /* from trusted networks or authenticated users */
+	POLICY_DIR_BOTH = 3,
+};
+
+/* The settings every policy engine has. */
+struct policy_common {
+	bool enabled;
+	enum policy_direction direction;
+	struct cidr_list whitelist;  /* client addresses this engine never judges */
+	char **whitelist_senders;    /* "a@b.example" or "@b.example" (a bare domain gets its @), sorted */
+	size_t nwhitelist_senders;
+	enum policy_action action;
+	double score;                /* with action tag */
+};
+
+/* [dnsbl "zone"] and [rhsbl "zone"]: one DNS block list. */
+struct dnsbl_spec {
+	char *zone;                  /* the section name, lower case */
+	unsigned line;
+	char *match;                 /* "any", "mask:0x0c" or "codes:127.0.0.2,127.0.0.4" */
+	char *reply;                 /* with %0 client IP, %1 rule name, %2 zone */
+	unsigned priority;           /* lower is checked first */
+};
+
 struct config {
 	int refcount;
 	char *path;
@@ -151,6 +186,120 @@ struct config {
 	char *dns_servers;           /* "127.0.0.1:5353,::1", NULL: /etc/resolv.conf */
 	unsigned dns_timeout_ms;
 	unsigned dns_tries;
+
+	/*
+	 * Connection- and protocol-level defence (issue 3). Every engine
+	 * section has the policy_common keys: enabled, direction, whitelist,
+	 * whitelist_senders, action, score.
+	 */
+	/* [iplist]: allow = skip later legitimacy checks; deny = 554 at connect */
+	struct policy_common iplist;
+	struct cidr_list ip_allow;
+	struct cidr_list ip_deny;
+	char *ip_allow_file;         /* one address or CIDR per line, '#' comments */
+	char *ip_deny_file;
+	/* [connlimit]: concurrent sessions and connection rate per client IP */
+	struct policy_common connlimit;
+	unsigned max_per_ip;         /* 0: unlimited */
+	unsigned conn_rate;          /* connections per conn_window; 0: off */
+	unsigned conn_window;        /* seconds */
+	unsigned conn_ban_step;      /* seconds of ban per attempt over the rate */
+	unsigned conn_ban_max;       /* seconds */
+	/* [pregreet]: greet pause; a client that talks first is dropped */
+	struct policy_common pregreet;
+	unsigned greet_pause_ms;
+	/* [dnsbl] general settings; the lists are [dnsbl "zone"] / [rhsbl "zone"] */
+	struct policy_common dnsbl;
+	bool dnsbl_reject_at_rcpt;   /* reject at RCPT (Exchange) instead of at connect */
+	unsigned dnsbl_timeout_ms;
+	struct dnsbl_spec *dnsbls;
+	size_t ndnsbls;
+	struct policy_common rhsbl;
+	struct dnsbl_spec *rhsbls;
+	size_t nrhsbls;
+	/* [perimeter]: mail arriving through these relays is judged by the first untrusted Received hop */
+	struct cidr_list perimeter_relays;
+	/* [helo] */
+	struct policy_common helo;
+	bool helo_require_fqdn;      /* a dotted domain or an address literal */
+	bool helo_require_resolvable;
+	/* [rdns] */
+	struct policy_common rdns;
+	bool rdns_require_ptr;
+	bool rdns_require_fcrdns;    /* the PTR name must resolve back to the client */
+	/* [sender] */
+	struct policy_common sender;
+	char **sender_allow;         /* "local@domain" or "@domain" (see config_normalize_pattern), sorted */
+	size_t nsender_allow;
+	char **sender_deny;
+	size_t nsender_deny;
+	bool sender_reject_blank;    /* refuse MAIL FROM:<> */
+	bool sender_require_resolvable; /* the sender domain must have MX or A/AAAA */
+	/* [spf] */
+	struct policy_common spf;
+	enum policy_action spf_fail;      /* default reject */
+	enum policy_action spf_softfail;  /* default tag */
+	enum policy_action spf_temperror; /* default defer */
+	enum policy_action spf_permerror; /* default tag */
+	bool spf_header;             /* add Received-SPF */
+	/* [recipients]: validation and tarpit */
+	struct policy_common recipients;
+	char *rcpt_validation;       /* "none", "list" or "callout" */
+	char **rcpt_list;            /* valid recipients for "list" (also "@domain" wildcards), sorted */
+	size_t nrcpt_list;
+	char *rcpt_list_file;
+	unsigned callout_cache_ttl;  /* seconds a positive callout answer is kept */
+	unsigned callout_negative_ttl;
+	unsigned tarpit_after;       /* unknown recipients before replies slow down; 0: never */
+	unsigned tarpit_delay_ms;    /* added per unknown recipient past tarpit_after */
+	unsigned max_unknown_rcpts;  /* then 421 and close; 0: never */
+	/* [greylist]: greylisting-style deferral */
+	struct policy_common greylist;
+	unsigned greylist_delay;     /* seconds before a retry is accepted */
+	unsigned greylist_window;    /* seconds within which the retry must come */
+	unsigned greylist_whitelist_ttl; /* auto-whitelist after a successful retry */
+	unsigned greylist_ipv4_prefix;   /* 24 */
+	unsigned greylist_ipv6_prefix;   /* 64 */
+	/* [sender_rate] and [subject_rate]: repeat limits with accumulating bans */
+	struct policy_common sender_rate;
+	unsigned sender_rate_limit;
+	unsigned sender_rate_window;
+	unsigned sender_rate_ban_step;
+	unsigned sender_rate_ban_max;
+	struct policy_common subject_rate;
+	unsigned subject_rate_limit;
+	unsigned subject_rate_window;
+	unsigned subject_rate_ban_step;
+	unsigned subject_rate_ban_max;
+
+	/*
+	 * [iplist] allow/deny and [recipients] list as the file wrote them:
+	 * config_finish adds the entries of allow_file, deny_file and
+	 * list_file to make ip_allow, ip_deny and rcpt_list, so the lists read
+	 * from files do not end up in `--dump`.
+	 */
+	struct cidr_list ip_allow_written;
+	struct cidr_list ip_deny_written;
+	char **rcpt_list_written;
+	size_t nrcpt_list_written;
+
+	/*
+	 * The content stage (issue 4): runs at the end of DATA, before the
+	 * final reply, in the worker pool.
+	 */
+	/* [content] */
+	bool content_enabled;
+	unsigned content_timeout;     /* seconds; a scan over it defers the message */
+	/* [virus] */
+	bool virus_enabled;
+	char *virus_database;         /* signature directory (freshclam's, or tests/clamav-db) */
+	char *virus_action;           /* "reject", "drop", "quarantine", "tag" or "clean" */
+	unsigned virus_sample_percent;/* scan this share of messages while no virus was seen; 100: all */
+	unsigned virus_hot_period;    /* seconds of scanning everything after a detection */
+	bool virus_tempfail_on_error; /* scanner failure: defer (yes) or pass (no) */
+	unsigned virus_reload_check;  /* seconds between looks at the signature directory */
+	/* [rules] */
+	char *rules_file;
 };
 
 /* A precise error: "file:line: [section] key: why"; empty parts are left out. */
@@ -182,6 +331,15 @@ enum config_type {
 	CONFIG_HOSTPORT_LIST,        /* struct hostport *, count at count_offset */
 	CONFIG_DOMAIN_LIST,          /* char ** (lower case), count at count_offset */
 	CONFIG_CIDR_LIST,            /* struct cidr_list */
+	CONFIG_DURATION_MS,          /* unsigned milliseconds: "500ms", "2s", "1m"; a bare number is ms */
+	CONFIG_POLICY_ACTION,        /* enum policy_action: reject, defer, tag, ignore */
+	CONFIG_DIRECTION,            /* enum policy_direction: inbound, outbound, both */
+	CONFIG_SCORE,                /* double within -100..100, at most 3 decimals: "2.5" */
+	CONFIG_DNSBL_MATCH,          /* char *: "any", "mask:0xHEX" or "codes:127.x.y.z,..." */
+	CONFIG_DNSBL_REPLY,          /* char *: "554 5.7.1 text" with %0 %1 %2 %% */
+	CONFIG_RCPT_VALIDATION,      /* char *: "none", "list" or "callout" */
+	CONFIG_STRING_LIST,          /* char ** of patterns (see config_normalize_pattern),
+				        sorted, count at count_offset */
 };
 
 #define CONFIG_KEY_REQUIRED 0x1  /* a named section is incomplete without it */
@@ -217,6 +375,12 @@ void config_key_clear(const struct config_key *key, void *base);
 bool config_valid_hostname(const char *name);
 /* Check local@domain (dot-atom local part, host name domain) and lower-case the domain. */
 int config_normalize_address(char *address, char *why, size_t whylen);
+/*
+ * A sender or recipient pattern: "local@domain", "@domain" or "domain",
+ * returned allocated as "local@domain" or "@domain" with the domain in
+ * lower case; NULL with why when malformed.
+ */
+char *config_normalize_pattern(const char *pattern, char *why, size_t whylen);
 
 /* A config holding only the defaults (refcount 1, hostname from the system). */
 struct config *config_new(void);

@@ -32,6 +32,21 @@
 	  min, max, def, 0, help }
 #define NAMED(sec, st, key, type, field, min, max, def, flags, help) \
 	{ sec, true, key, type, offsetof(struct st, field), 0, min, max, def, flags, help }
+/* The keys every policy engine section has, mapped to its struct policy_common. */
+#define COMMON(sec, eng, def_enabled, def_direction, def_action, def_score) \
+	KEY(sec, "enabled", CONFIG_BOOL, eng.enabled, 0, 0, def_enabled, "run this check"), \
+	KEY(sec, "direction", CONFIG_DIRECTION, eng.direction, 0, 0, def_direction, \
+	    "mail checked: inbound (untrusted clients), outbound (trusted or authenticated) or both"), \
+	KEY(sec, "whitelist", CONFIG_CIDR_LIST, eng.whitelist, 0, 1024, NULL, \
+	    "client addresses or networks this check never judges"), \
+	LIST(sec, "whitelist_senders", CONFIG_STRING_LIST, eng.whitelist_senders, eng.nwhitelist_senders, \
+	     0, 1024, NULL, "senders this check never judges: local@domain, @domain or domain"), \
+	KEY(sec, "action", CONFIG_POLICY_ACTION, eng.action, 0, 0, def_action, \
+	    "on a hit: reject (5xx), defer (4xx), tag (add the score) or ignore (log only)"), \
+	KEY(sec, "score", CONFIG_SCORE, eng.score, 0, 0, def_score, "score added with action tag, -100 to 100")
+
+#define DNSBL_REPLY "554 5.7.1 Service unavailable; client [%0] blocked using %2"
+#define RHSBL_REPLY "554 5.7.1 Sender address rejected: domain listed at %2"
 
 const struct config_key config_keys[] = {
 	KEY("server", "hostname", CONFIG_HOSTNAME, hostname, 1, 253, NULL,
@@ -139,6 +154,143 @@ const struct config_key config_keys[] = {
 	    "milliseconds before a query is retried"),
 	KEY("dns", "tries", CONFIG_UINT, dns_tries, 1, 10, "2", "attempts per query and server"),
 
+	COMMON("iplist", iplist, "yes", "both", "reject", "1"),
+	KEY("iplist", "allow", CONFIG_CIDR_LIST, ip_allow_written, 0, 10000, NULL,
+	    "clients that skip the later legitimacy checks"),
+	KEY("iplist", "deny", CONFIG_CIDR_LIST, ip_deny_written, 0, 10000, NULL,
+	    "clients refused at connect"),
+	KEY("iplist", "allow_file", CONFIG_PATH, ip_allow_file, 1, 4095, NULL,
+	    "more allow entries: one address or network per line, # comments"),
+	KEY("iplist", "deny_file", CONFIG_PATH, ip_deny_file, 1, 4095, NULL,
+	    "more deny entries: one address or network per line, # comments"),
+
+	COMMON("connlimit", connlimit, "yes", "inbound", "defer", "1"),
+	KEY("connlimit", "max_per_ip", CONFIG_UINT, max_per_ip, 0, 100000, "50",
+	    "concurrent sessions from one client address; 0: unlimited"),
+	KEY("connlimit", "rate", CONFIG_UINT, conn_rate, 0, 1000000, "0",
+	    "connections from one client address per window; 0: no limit"),
+	KEY("connlimit", "window", CONFIG_DURATION, conn_window, 1, DAY, "1m",
+	    "the period rate counts over"),
+	KEY("connlimit", "ban_step", CONFIG_DURATION, conn_ban_step, 0, DAY, "1m",
+	    "ban added for each connection over the rate"),
+	KEY("connlimit", "ban_max", CONFIG_DURATION, conn_ban_max, 0, 30 * DAY, "1h",
+	    "longest ban"),
+
+	COMMON("pregreet", pregreet, "no", "inbound", "reject", "1"),
+	KEY("pregreet", "greet_pause", CONFIG_DURATION_MS, greet_pause_ms, 0, 60000, "0",
+	    "wait this long before the banner; a client that talks first is caught"),
+
+	COMMON("dnsbl", dnsbl, "yes", "inbound", "reject", "3"),
+	KEY("dnsbl", "reject_at_rcpt", CONFIG_BOOL, dnsbl_reject_at_rcpt, 0, 0, "yes",
+	    "refuse a listed client at RCPT (so the refusal is logged with the recipient) instead of at connect"),
+	KEY("dnsbl", "timeout", CONFIG_DURATION_MS, dnsbl_timeout_ms, 100, 60000, "5s",
+	    "wait this long for all lists; a list that has not answered does not count"),
+	COMMON("rhsbl", rhsbl, "yes", "inbound", "reject", "3"),
+
+	KEY("perimeter", "relays", CONFIG_CIDR_LIST, perimeter_relays, 0, 1024, NULL,
+	    "our own front relays: their mail is judged by the first untrusted Received hop"),
+
+	COMMON("helo", helo, "yes", "inbound", "tag", "1.5"),
+	KEY("helo", "require_fqdn", CONFIG_BOOL, helo_require_fqdn, 0, 0, "yes",
+	    "the HELO name must be a dotted domain or an address literal"),
+	KEY("helo", "require_resolvable", CONFIG_BOOL, helo_require_resolvable, 0, 0, "no",
+	    "the HELO name must have an A or AAAA record"),
+
+	COMMON("rdns", rdns, "no", "inbound", "tag", "1.5"),
+	KEY("rdns", "require_ptr", CONFIG_BOOL, rdns_require_ptr, 0, 0, "yes",
+	    "the client address must have a PTR record"),
+	KEY("rdns", "require_fcrdns", CONFIG_BOOL, rdns_require_fcrdns, 0, 0, "no",
+	    "the PTR name must resolve back to the client address"),
+
+	COMMON("sender", sender, "yes", "both", "reject", "1"),
+	LIST("sender", "allow", CONFIG_STRING_LIST, sender_allow, nsender_allow, 0, 10000, NULL,
+	     "senders always accepted: local@domain, @domain or domain"),
+	LIST("sender", "deny", CONFIG_STRING_LIST, sender_deny, nsender_deny, 0, 10000, NULL,
+	     "senders refused: local@domain, @domain or domain"),
+	KEY("sender", "reject_blank", CONFIG_BOOL, sender_reject_blank, 0, 0, "no",
+	    "refuse the null sender MAIL FROM:<> (it is what bounces use)"),
+	KEY("sender", "require_resolvable", CONFIG_BOOL, sender_require_resolvable, 0, 0, "no",
+	    "the sender domain must have an MX, A or AAAA record"),
+
+	COMMON("spf", spf, "no", "inbound", "reject", "2"),
+	KEY("spf", "fail", CONFIG_POLICY_ACTION, spf_fail, 0, 0, "reject", "what to do on an SPF fail"),
+	KEY("spf", "softfail", CONFIG_POLICY_ACTION, spf_softfail, 0, 0, "tag", "what to do on an SPF softfail"),
+	KEY("spf", "temperror", CONFIG_POLICY_ACTION, spf_temperror, 0, 0, "defer",
+	    "what to do on an SPF temperror (DNS trouble)"),
+	KEY("spf", "permerror", CONFIG_POLICY_ACTION, spf_permerror, 0, 0, "tag",
+	    "what to do on an SPF permerror (a broken record)"),
+	KEY("spf", "header", CONFIG_BOOL, spf_header, 0, 0, "yes", "add a Received-SPF header"),
+
+	COMMON("recipients", recipients, "yes", "inbound", "reject", "1"),
+	KEY("recipients", "validation", CONFIG_RCPT_VALIDATION, rcpt_validation, 4, 7, "none",
+	    "none, list (the list and list_file) or callout (ask the protected domain's server)"),
+	LIST("recipients", "list", CONFIG_STRING_LIST, rcpt_list_written, nrcpt_list_written, 0, 10000, NULL,
+	     "valid recipients for validation = list: local@domain or @domain (any local part)"),
+	KEY("recipients", "list_file", CONFIG_PATH, rcpt_list_file, 1, 4095, NULL,
+	    "more valid recipients, one per line, # comments"),
+	KEY("recipients", "callout_cache", CONFIG_DURATION, callout_cache_ttl, 0, 30 * DAY, "1h",
+	    "how long a callout's \"exists\" answer is kept"),
+	KEY("recipients", "callout_negative", CONFIG_DURATION, callout_negative_ttl, 0, 30 * DAY, "10m",
+	    "how long a callout's \"unknown\" answer is kept"),
+	KEY("recipients", "tarpit_after", CONFIG_UINT, tarpit_after, 0, 1000, "5",
+	    "unknown recipients in a session before replies slow down; 0: never"),
+	KEY("recipients", "tarpit_delay", CONFIG_DURATION_MS, tarpit_delay_ms, 0, 60000, "1s",
+	    "delay added per unknown recipient past tarpit_after"),
+	KEY("recipients", "max_unknown", CONFIG_UINT, max_unknown_rcpts, 0, 10000, "20",
+	    "unknown recipients in a session before 421 and close; 0: never"),
+
+	COMMON("greylist", greylist, "no", "inbound", "defer", "1"),
+	KEY("greylist", "delay", CONFIG_DURATION, greylist_delay, 1, DAY, "5m",
+	    "a retry is accepted this long after the first attempt"),
+	KEY("greylist", "window", CONFIG_DURATION, greylist_window, 1, 7 * DAY, "4h",
+	    "the retry must come within this long of the first attempt"),
+	KEY("greylist", "whitelist_ttl", CONFIG_DURATION, greylist_whitelist_ttl, 0, 365 * DAY, "36d",
+	    "a client that retried is let through without delay this long"),
+	KEY("greylist", "ipv4_prefix", CONFIG_UINT, greylist_ipv4_prefix, 8, 32, "24",
+	    "IPv4 clients in one network of this prefix count as one"),
+	KEY("greylist", "ipv6_prefix", CONFIG_UINT, greylist_ipv6_prefix, 16, 128, "64",
+	    "IPv6 clients in one network of this prefix count as one"),
+
+	COMMON("sender_rate", sender_rate, "no", "outbound", "defer", "1"),
+	KEY("sender_rate", "limit", CONFIG_UINT, sender_rate_limit, 1, 1000000, "100",
+	    "messages from one sender per window"),
+	KEY("sender_rate", "window", CONFIG_DURATION, sender_rate_window, 1, 7 * DAY, "1h",
+	    "the period limit counts over"),
+	KEY("sender_rate", "ban_step", CONFIG_DURATION, sender_rate_ban_step, 0, DAY, "1m",
+	    "ban added for each message over the limit"),
+	KEY("sender_rate", "ban_max", CONFIG_DURATION, sender_rate_ban_max, 0, 30 * DAY, "1d",
+	    "longest ban"),
+
+	COMMON("subject_rate", subject_rate, "no", "both", "defer", "1"),
+	KEY("subject_rate", "limit", CONFIG_UINT, subject_rate_limit, 1, 1000000, "50",
+	    "messages with one subject per window"),
+	KEY("subject_rate", "window", CONFIG_DURATION, subject_rate_window, 1, 7 * DAY, "1h",
+	    "the period limit counts over"),
+	KEY("subject_rate", "ban_step", CONFIG_DURATION, subject_rate_ban_step, 0, DAY, "1m",
+	    "ban added for each message over the limit"),
+	KEY("subject_rate", "ban_max", CONFIG_DURATION, subject_rate_ban_max, 0, 30 * DAY, "1d",
+	    "longest ban"),
+
+	KEY("content", "enabled", CONFIG_BOOL, content_enabled, 0, 0, "yes",
+	    "run the content stage (MIME checks, virus scan, rules) before the final reply to DATA"),
+	KEY("content", "timeout", CONFIG_DURATION, content_timeout, 1, HOUR, "2m",
+	    "a scan running longer defers the message"),
+	KEY("virus", "enabled", CONFIG_BOOL, virus_enabled, 0, 0, "no", "scan with libclamav in process"),
+	KEY("virus", "database", CONFIG_PATH, virus_database, 1, 4095, NULL,
+	    "signature directory: freshclam's (/var/lib/clamav) or a directory of .hdb/.ndb/.cvd files"),
+	KEY("virus", "action", CONFIG_STRING, virus_action, 3, 10, "reject",
+	    "on a virus: reject (5xx with the virus name), drop, quarantine, tag or clean"),
+	KEY("virus", "sample_percent", CONFIG_UINT, virus_sample_percent, 1, 100, "100",
+	    "scan this share of messages while no virus was seen recently"),
+	KEY("virus", "hot_period", CONFIG_DURATION, virus_hot_period, 0, 30 * DAY, "1h",
+	    "after a detection, scan every message for this long"),
+	KEY("virus", "tempfail_on_error", CONFIG_BOOL, virus_tempfail_on_error, 0, 0, "yes",
+	    "when the scanner fails: defer the message (yes) or pass it (no)"),
+	KEY("virus", "reload_check", CONFIG_DURATION, virus_reload_check, 1, DAY, "1m",
+	    "how often the signature directory is looked at for new signatures"),
+	KEY("rules", "file", CONFIG_PATH, rules_file, 1, 4095, NULL,
+	    "content filter rules (see docs/rules.md); none by default"),
+
 	{ "domain", true, "hosts", CONFIG_HOSTPORT_LIST, offsetof(struct relay_domain, hosts),
 	  offsetof(struct relay_domain, nhosts), 1, 64, NULL, CONFIG_KEY_REQUIRED,
 	  "hosts to relay this domain's mail to, in order: HOST[:PORT], [IPv6][:PORT]" },
@@ -154,6 +306,20 @@ const struct config_key config_keys[] = {
 	      "PEM certificate chain served when the client asks for this name (SNI)"),
 	NAMED("tls", tls_cert_spec, "key", CONFIG_PATH, key_file, 1, 4095, NULL, CONFIG_KEY_REQUIRED,
 	      "PEM private key of cert"),
+
+	NAMED("dnsbl", dnsbl_spec, "match", CONFIG_DNSBL_MATCH, match, 1, 1024, "any", 0,
+	      "which answers count as listed: any, mask:0xHEX or codes:127.0.0.2,127.0.0.4"),
+	NAMED("dnsbl", dnsbl_spec, "reply", CONFIG_DNSBL_REPLY, reply, 9, 400, DNSBL_REPLY, 0,
+	      "reply to a listed client: %0 its address, %1 the rule name, %2 the zone, %% a percent sign"),
+	NAMED("dnsbl", dnsbl_spec, "priority", CONFIG_UINT, priority, 0, 10000, "100", 0,
+	      "lists with a lower priority are checked first and name the hit"),
+
+	NAMED("rhsbl", dnsbl_spec, "match", CONFIG_DNSBL_MATCH, match, 1, 1024, "any", 0,
+	      "which answers count as listed: any, mask:0xHEX or codes:127.0.0.2,127.0.0.4"),
+	NAMED("rhsbl", dnsbl_spec, "reply", CONFIG_DNSBL_REPLY, reply, 9, 400, RHSBL_REPLY, 0,
+	      "reply to a listed sender: %0 the client address, %1 the rule name, %2 the zone, %% a percent sign"),
+	NAMED("rhsbl", dnsbl_spec, "priority", CONFIG_UINT, priority, 0, 10000, "100", 0,
+	      "lists with a lower priority are checked first and name the hit"),
 };
 
 const size_t config_nkeys = sizeof(config_keys) / sizeof(config_keys[0]);
@@ -297,6 +463,25 @@ int config_parse_duration(const char *s, unsigned *out_seconds)
 	return 0;
 }
 
+/* Milliseconds: "500", "500ms", "2s", "1m". */
+static int parse_duration_ms(const char *s, uint64_t *out)
+{
+	uint64_t v, mult = 1;
+
+	if (parse_u64(&s, &v) < 0)
+		return -1;
+	if (strcmp(s, "s") == 0)
+		mult = 1000;
+	else if (strcmp(s, "m") == 0)
+		mult = 60000;
+	else if (*s != '\0' && strcmp(s, "ms") != 0)
+		return -1;
+	if (v > UINT32_MAX / mult)
+		return -1;
+	*out = v * mult;
+	return 0;
+}
+
 /* The largest unit that divides the value exactly, so "35M" reads back as "35M". */
 static int format_scaled(struct strbuf *out, uint64_t v, const char *units, const uint64_t *mults, size_t n)
 {
@@ -321,6 +506,15 @@ static int format_duration(struct strbuf *out, uint64_t v)
 	return format_scaled(out, v, "smhd", mults, 4);
 }
 
+static int format_duration_ms(struct strbuf *out, uint64_t v)
+{
+	if (v != 0 && v % 60000 == 0)
+		return strbuf_appendf(out, "%llum", (unsigned long long)(v / 60000));
+	if (v != 0 && v % 1000 == 0)
+		return strbuf_appendf(out, "%llus", (unsigned long long)(v / 1000));
+	return strbuf_appendf(out, v != 0 ? "%llums" : "%llu", (unsigned long long)v);
+}
+
 /* "between 1k and 2G" in the key's own units, for error messages. */
 static void format_range(const struct config_key *k, char *buf, size_t len)
 {
@@ -335,6 +529,10 @@ static void format_range(const struct config_key *k, char *buf, size_t len)
 		format_duration(&sb, k->min);
 		strbuf_appends(&sb, " and ");
 		format_duration(&sb, k->max);
+	} else if (k->type == CONFIG_DURATION_MS) {
+		format_duration_ms(&sb, k->min);
+		strbuf_appends(&sb, " and ");
+		format_duration_ms(&sb, k->max);
 	} else {
 		strbuf_appendf(&sb, "%llu and %llu", (unsigned long long)k->min, (unsigned long long)k->max);
 	}
@@ -449,6 +647,135 @@ static bool valid_password_hash(const char *s, char *why, size_t whylen)
 	return true;
 }
 
+#define CONFIG_DNSBL_CODES_MAX 32
+
+/* "mask:0xHEX": at most 8 hex digits, not all zero (that would match nothing). */
+static bool dnsbl_mask_valid(const char *hex)
+{
+	size_t n = strspn(hex, "0123456789abcdefABCDEF");
+
+	return n >= 1 && n <= 8 && hex[n] == '\0' && strspn(hex, "0") < n;
+}
+
+/* "codes:A,B": IPv4 addresses in 127.0.0.0/8, written back without blanks. */
+static int dnsbl_codes_normalize(const char *list, struct strbuf *out, char *why, size_t whylen)
+{
+	const char *p = list;
+	size_t ncodes = 0;
+
+	for (;;) {
+		char code[INET_ADDRSTRLEN];
+		unsigned char addr[4];
+		size_t len;
+
+		p += strspn(p, " \t");
+		len = strcspn(p, ", \t");
+		if (len == 0 || len >= sizeof(code)) {
+			why_set(why, whylen, "expected codes:127.x.y.z[,127.x.y.z...]");
+			return -1;
+		}
+		memcpy(code, p, len);
+		code[len] = '\0';
+		if (inet_pton(AF_INET, code, addr) != 1 || addr[0] != 127) {
+			why_set(why, whylen, "code \"%.*s\" is not an IPv4 address in 127.0.0.0/8", CONFIG_SHOW_MAX, code);
+			return -1;
+		}
+		if (++ncodes > CONFIG_DNSBL_CODES_MAX) {
+			why_set(why, whylen, "too many codes (at most %d)", CONFIG_DNSBL_CODES_MAX);
+			return -1;
+		}
+		strbuf_appendf(out, "%s%s", ncodes > 1 ? "," : "", code);
+		p += len;
+		p += strspn(p, " \t");
+		if (*p == '\0')
+			return 0;
+		if (*p++ != ',') {
+			why_set(why, whylen, "expected a comma between codes");
+			return -1;
+		}
+	}
+}
+
+/* The match rule of a block list, normalized so that a dump reads back the same. */
+static char *dnsbl_match_normalize(const char *value, char *why, size_t whylen)
+{
+	struct strbuf sb;
+
+	strbuf_init(&sb, 1024);
+	if (strcasecmp(value, "any") == 0) {
+		strbuf_appends(&sb, "any");
+	} else if (strncasecmp(value, "mask:0x", 7) == 0 && dnsbl_mask_valid(value + 7)) {
+		strbuf_appendf(&sb, "mask:0x%s", value + 7);
+		lower_case(sb.data);
+	} else if (strncasecmp(value, "mask:", 5) == 0) {
+		why_set(why, whylen, "expected mask:0x and 1 to 8 hex digits, not all zero");
+		strbuf_free(&sb);
+		return NULL;
+	} else if (strncasecmp(value, "codes:", 6) == 0) {
+		strbuf_appends(&sb, "codes:");
+		if (dnsbl_codes_normalize(value + 6, &sb, why, whylen) < 0) {
+			strbuf_free(&sb);
+			return NULL;
+		}
+	} else {
+		why_set(why, whylen, "expected any, mask:0xHEX or codes:127.x.y.z[,...], got \"%.*s\"",
+			CONFIG_SHOW_MAX, value);
+		strbuf_free(&sb);
+		return NULL;
+	}
+	return strbuf_detach(&sb, NULL);
+}
+
+/* "NNN" then a space, 1 to 3 digits for each part of an enhanced code: the end of it. */
+static const char *reply_codes_end(const char *s)
+{
+	if ((s[0] != '4' && s[0] != '5') || !is_digit(s[1]) || !is_digit(s[2]) || s[3] != ' ' ||
+	    s[4] != s[0] || s[5] != '.')
+		return NULL;
+	s += 6;
+	for (int part = 0; part < 2; part++) {
+		size_t n = strspn(s, "0123456789");
+
+		if (n < 1 || n > 3 || (part == 0 && s[n] != '.'))
+			return NULL;
+		s += n + (part == 0);
+	}
+	return s;
+}
+
+/*
+ * A block list reply goes out as one SMTP reply line: a 4xx or 5xx code,
+ * an enhanced code of the same class, and only the escapes the DNSBL
+ * client expands.
+ */
+static bool valid_dnsbl_reply(const char *s, char *why, size_t whylen)
+{
+	const char *p = reply_codes_end(s);
+
+	if (p == NULL || (*p != '\0' && *p != ' ')) {
+		why_set(why, whylen, "expected a 4xx or 5xx reply code and an enhanced code of the same class,"
+			" e.g. \"554 5.7.1 text\"");
+		return false;
+	}
+	for (; (p = strchr(p, '%')) != NULL; p += 2) {
+		if (p[1] != '0' && p[1] != '1' && p[1] != '2' && p[1] != '%') {
+			why_set(why, whylen, "unknown %%-escape (use %%0 client address, %%1 rule name, %%2 zone,"
+				" %%%% percent)");
+			return false;
+		}
+	}
+	return true;
+}
+
+static bool valid_rcpt_validation(char *s, char *why, size_t whylen)
+{
+	lower_case(s);
+	if (strcmp(s, "none") == 0 || strcmp(s, "list") == 0 || strcmp(s, "callout") == 0)
+		return true;
+	why_set(why, whylen, "expected none, list or callout, got \"%.*s\"", CONFIG_SHOW_MAX, s);
+	return false;
+}
+
 /* The typed strings: check their syntax, then store them like any string. */
 static int set_checked_string(const struct config_key *k, void *base, const char *value, char *why, size_t whylen)
 {
@@ -482,6 +809,17 @@ static int set_checked_string(const struct config_key *k, void *base, const char
 			why_set(why, whylen, "expected TLSv1.2 or TLSv1.3");
 			ok = 0;
 		}
+		break;
+	case CONFIG_DNSBL_MATCH:
+		free(copy);
+		copy = dnsbl_match_normalize(value, why, whylen);
+		ok = copy != NULL;
+		break;
+	case CONFIG_DNSBL_REPLY:
+		ok = valid_dnsbl_reply(value, why, whylen);
+		break;
+	case CONFIG_RCPT_VALIDATION:
+		ok = valid_rcpt_validation(copy, why, whylen);
 		break;
 	default:
 		panic("set_checked_string: type %d", (int)k->type);
@@ -525,6 +863,8 @@ static int set_number(const struct config_key *k, void *base, const char *value,
 	} else if (k->type == CONFIG_DURATION) {
 		r = config_parse_duration(value, &secs);
 		v = secs;
+	} else if (k->type == CONFIG_DURATION_MS) {
+		r = parse_duration_ms(value, &v);
 	} else {
 		r = parse_u64(&p, &v) < 0 || *p != '\0' ? -1 : 0;
 	}
@@ -533,6 +873,7 @@ static int set_number(const struct config_key *k, void *base, const char *value,
 		why_set(why, whylen, "expected %s between %s, got \"%.*s\"",
 			k->type == CONFIG_SIZE ? "a size in bytes or with a k, M or G suffix" :
 			k->type == CONFIG_DURATION ? "a duration in seconds or with an s, m, h or d suffix" :
+			k->type == CONFIG_DURATION_MS ? "a duration in milliseconds or with an ms, s or m suffix" :
 			"an integer", range, CONFIG_SHOW_MAX, value);
 		return -1;
 	}
@@ -568,6 +909,93 @@ static int set_bare_newline(const struct config_key *k, void *base, const char *
 		return -1;
 	}
 	return 0;
+}
+
+static const char *const action_names[] = { "reject", "defer", "tag", "ignore" };
+static const char *const direction_names[] = { NULL, "inbound", "outbound", "both" };
+
+static int set_policy_action(const struct config_key *k, void *base, const char *value, char *why, size_t whylen)
+{
+	for (size_t i = 0; i < sizeof(action_names) / sizeof(action_names[0]); i++) {
+		if (strcasecmp(value, action_names[i]) == 0) {
+			*(enum policy_action *)field(base, k->offset) = (enum policy_action)i;
+			return 0;
+		}
+	}
+	why_set(why, whylen, "expected reject, defer, tag or ignore, got \"%.*s\"", CONFIG_SHOW_MAX, value);
+	return -1;
+}
+
+static int set_direction(const struct config_key *k, void *base, const char *value, char *why, size_t whylen)
+{
+	for (size_t i = 1; i < sizeof(direction_names) / sizeof(direction_names[0]); i++) {
+		if (strcasecmp(value, direction_names[i]) == 0) {
+			*(enum policy_direction *)field(base, k->offset) = (enum policy_direction)i;
+			return 0;
+		}
+	}
+	why_set(why, whylen, "expected inbound, outbound or both, got \"%.*s\"", CONFIG_SHOW_MAX, value);
+	return -1;
+}
+
+#define SCORE_MAX 100
+#define SCORE_DECIMALS_MAX 3
+
+/*
+ * A score is read in thousandths so that "2.5" is exact, printed back the
+ * same way, and no locale can turn the decimal point into a comma.
+ */
+static int parse_score(const char *s, long long *milli)
+{
+	uint64_t whole, frac = 0;
+	bool negative = *s == '-';
+	size_t ndec = 0;
+
+	if (negative)
+		s++;
+	if (parse_u64(&s, &whole) < 0 || whole > SCORE_MAX)
+		return -1;
+	if (*s == '.') {
+		s++;
+		for (; is_digit(*s) && ndec < SCORE_DECIMALS_MAX; s++, ndec++)
+			frac = frac * 10 + (uint64_t)(*s - '0');
+		if (ndec == 0)
+			return -1;
+		for (size_t i = ndec; i < SCORE_DECIMALS_MAX; i++)
+			frac *= 10;
+	}
+	if (*s != '\0')
+		return -1;
+	*milli = (long long)(whole * 1000 + frac) * (negative ? -1 : 1);
+	return *milli > SCORE_MAX * 1000 || *milli < -SCORE_MAX * 1000 ? -1 : 0;
+}
+
+static int set_score(const struct config_key *k, void *base, const char *value, char *why, size_t whylen)
+{
+	long long milli;
+
+	if (parse_score(value, &milli) < 0) {
+		why_set(why, whylen, "expected a number between -%d and %d with at most %d decimals, got \"%.*s\"",
+			SCORE_MAX, SCORE_MAX, SCORE_DECIMALS_MAX, CONFIG_SHOW_MAX, value);
+		return -1;
+	}
+	*(double *)field(base, k->offset) = (double)milli / 1000.0;
+	return 0;
+}
+
+/* The shortest text parse_score reads back as the same thousandths. */
+static int format_score(struct strbuf *out, double v)
+{
+	long long milli = (long long)(v * 1000.0 + (v < 0 ? -0.5 : 0.5));
+	unsigned long long a = (unsigned long long)(milli < 0 ? -milli : milli);
+	char frac[8];
+	size_t n;
+
+	snprintf(frac, sizeof(frac), "%03llu", a % 1000);
+	for (n = 3; n > 0 && frac[n - 1] == '0'; n--)
+		;
+	frac[n] = '\0';
+	return strbuf_appendf(out, "%s%llu%s%s", milli < 0 ? "-" : "", a / 1000, n > 0 ? "." : "", frac);
 }
 
 struct item_list {
@@ -871,6 +1299,70 @@ static int set_domain_list(const struct config_key *k, void *base, const char *v
 	return 0;
 }
 
+char *config_normalize_pattern(const char *pattern, char *why, size_t whylen)
+{
+	const char *at = strchr(pattern, '@');
+	char *out;
+
+	if (at == NULL || at == pattern) {
+		const char *domain = at == NULL ? pattern : at + 1;
+
+		if (!config_valid_hostname(domain)) {
+			why_set(why, whylen, "\"%.*s\" is not an address, @domain or domain", CONFIG_SHOW_MAX, pattern);
+			return NULL;
+		}
+		out = xmalloc(strlen(domain) + 2);
+		out[0] = '@';
+		memcpy(out + 1, domain, strlen(domain) + 1);
+		lower_case(out);
+		return out;
+	}
+	out = xstrdup(pattern);
+	if (config_normalize_address(out, why, whylen) < 0) {
+		size_t len = strlen(why);
+
+		if (len + 1 < whylen)
+			snprintf(why + len, whylen - len, " in \"%.*s\"", CONFIG_SHOW_MAX, pattern);
+		free(out);
+		return NULL;
+	}
+	return out;
+}
+
+/* Sorted, so the engines can binary-search; a pattern written twice is a typo. */
+static int set_string_list(const struct config_key *k, void *base, const char *value, char *why, size_t whylen)
+{
+	char ***slot = field(base, k->offset);
+	size_t *count = field(base, k->count_offset);
+	struct item_list items;
+
+	if (split_list(k, value, &items, why, whylen) < 0)
+		return -1;
+	for (size_t i = 0; i < items.count; i++) {
+		char *norm = config_normalize_pattern(items.items[i], why, whylen);
+
+		if (norm == NULL) {
+			item_list_free(&items);
+			return -1;
+		}
+		free(items.items[i]);
+		items.items[i] = norm;
+	}
+	if (items.count > 0)
+		qsort(items.items, items.count, sizeof(*items.items), strptr_cmp);
+	for (size_t i = 1; i < items.count; i++) {
+		if (strcmp(items.items[i - 1], items.items[i]) == 0) {
+			why_set(why, whylen, "\"%.*s\" is listed twice", CONFIG_SHOW_MAX, items.items[i]);
+			item_list_free(&items);
+			return -1;
+		}
+	}
+	config_key_clear(k, base);
+	*slot = items.items;
+	*count = items.count;
+	return 0;
+}
+
 static int set_cidr_list(const struct config_key *k, void *base, const char *value, char *why, size_t whylen)
 {
 	struct cidr_list *slot = field(base, k->offset);
@@ -906,6 +1398,9 @@ int config_key_set(const struct config_key *k, void *base, const char *value, ch
 	case CONFIG_MAILDIR:
 	case CONFIG_PASSWORD_HASH:
 	case CONFIG_TLS_VERSION:
+	case CONFIG_DNSBL_MATCH:
+	case CONFIG_DNSBL_REPLY:
+	case CONFIG_RCPT_VALIDATION:
 		return set_checked_string(k, base, value, why, whylen);
 	case CONFIG_NAMESERVERS:
 		return set_nameservers(k, base, value, why, whylen);
@@ -914,7 +1409,16 @@ int config_key_set(const struct config_key *k, void *base, const char *value, ch
 	case CONFIG_UINT:
 	case CONFIG_SIZE:
 	case CONFIG_DURATION:
+	case CONFIG_DURATION_MS:
 		return set_number(k, base, value, why, whylen);
+	case CONFIG_POLICY_ACTION:
+		return set_policy_action(k, base, value, why, whylen);
+	case CONFIG_DIRECTION:
+		return set_direction(k, base, value, why, whylen);
+	case CONFIG_SCORE:
+		return set_score(k, base, value, why, whylen);
+	case CONFIG_STRING_LIST:
+		return set_string_list(k, base, value, why, whylen);
 	case CONFIG_LOG_LEVEL:
 		return set_log_level(k, base, value, why, whylen);
 	case CONFIG_BARE_NEWLINE:
@@ -941,7 +1445,10 @@ void config_key_clear(const struct config_key *k, void *base)
 	case CONFIG_MAILDIR:
 	case CONFIG_PASSWORD_HASH:
 	case CONFIG_TLS_VERSION:
-	case CONFIG_NAMESERVERS: {
+	case CONFIG_NAMESERVERS:
+	case CONFIG_DNSBL_MATCH:
+	case CONFIG_DNSBL_REPLY:
+	case CONFIG_RCPT_VALIDATION: {
 		char **slot = field(base, k->offset);
 		free(*slot);
 		*slot = NULL;
@@ -965,7 +1472,8 @@ void config_key_clear(const struct config_key *k, void *base)
 		*count = 0;
 		break;
 	}
-	case CONFIG_DOMAIN_LIST: {
+	case CONFIG_DOMAIN_LIST:
+	case CONFIG_STRING_LIST: {
 		char ***slot = field(base, k->offset);
 		size_t *count = field(base, k->count_offset);
 		for (size_t i = 0; i < *count; i++)
@@ -984,6 +1492,10 @@ void config_key_clear(const struct config_key *k, void *base)
 	case CONFIG_DURATION:
 	case CONFIG_LOG_LEVEL:
 	case CONFIG_BARE_NEWLINE:
+	case CONFIG_DURATION_MS:
+	case CONFIG_POLICY_ACTION:
+	case CONFIG_DIRECTION:
+	case CONFIG_SCORE:
 		break;
 	}
 }
@@ -1040,6 +1552,9 @@ int config_key_format(const struct config_key *k, const void *base, struct strbu
 	case CONFIG_PASSWORD_HASH:
 	case CONFIG_TLS_VERSION:
 	case CONFIG_NAMESERVERS:
+	case CONFIG_DNSBL_MATCH:
+	case CONFIG_DNSBL_REPLY:
+	case CONFIG_RCPT_VALIDATION:
 		if (*(char *const *)p == NULL)
 			return -1;
 		return strbuf_appends(out, *(char *const *)p);
@@ -1056,9 +1571,18 @@ int config_key_format(const struct config_key *k, const void *base, struct strbu
 	case CONFIG_BARE_NEWLINE:
 		return strbuf_appends(out, *(const enum bare_newline_policy *)p == BARE_NEWLINE_REJECT ?
 				      "reject" : "normalize");
+	case CONFIG_DURATION_MS:
+		return format_duration_ms(out, *(const unsigned *)p);
+	case CONFIG_POLICY_ACTION:
+		return strbuf_appends(out, action_names[*(const enum policy_action *)p]);
+	case CONFIG_DIRECTION:
+		return strbuf_appends(out, direction_names[*(const enum policy_direction *)p]);
+	case CONFIG_SCORE:
+		return format_score(out, *(const double *)p);
 	case CONFIG_LISTEN_LIST:
 	case CONFIG_HOSTPORT_LIST:
 	case CONFIG_DOMAIN_LIST:
+	case CONFIG_STRING_LIST:
 		return format_list(k, base, out);
 	case CONFIG_CIDR_LIST:
 		return cidr_list_format(p, out);

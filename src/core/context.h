@@ -18,6 +18,10 @@ struct workpool;
 struct smtp_server;
 struct admin_server;
 struct delivery_smtp;
+struct policy;
+struct policy_state;
+struct content_stage;
+struct virus_engine;
 
 struct postern_stats {
 	uint64_t sessions_total;
@@ -43,6 +47,11 @@ struct postern {
 	struct smtp_server *smtp;
 	struct admin_server *admin;
 	struct delivery_smtp *delivery;
+	struct policy *policy;         /* current engines; sessions hold their own reference */
+	struct policy_state *policy_state; /* counters, bans and caches kept across reloads */
+	struct content_stage *content; /* current content pipeline; scans hold their own reference */
+	struct virus_engine *virus;    /* signatures stay loaded across config reloads */
+	struct event *virus_reload;    /* looks at the signature directory for changes */
 	struct postern_stats stats;
 	time_t started;
 	char *config_path;

@@ -325,6 +325,13 @@ void ratelimit_free(struct ratelimit *rl)
 	free(rl);
 }
 
+bool ratelimit_has_params(const struct ratelimit *rl, const struct ratelimit_params *p)
+{
+	return strcmp(rl->name, p->name != NULL ? p->name : "rate") == 0 && rl->window == p->window &&
+	       rl->limit == p->limit && rl->ban_step == p->ban_step && rl->ban_max == p->ban_max &&
+	       rl->t.max == p->max_keys;
+}
+
 /* One more attempt beyond the limit: push the ban end out by one step, capped. */
 static void rl_extend_ban(const struct ratelimit *rl, struct rl_entry *e, time_t now)
 {

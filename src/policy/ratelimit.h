@@ -71,6 +71,11 @@ struct ratelimit;
 struct ratelimit *ratelimit_new(const struct ratelimit_params *p, ratelimit_clock_fn clock,
 				void *clock_arg, char *err, size_t errlen);
 void ratelimit_free(struct ratelimit *rl);
+/*
+ * Whether rl was made with these parameters (name, window, limit, bans,
+ * max_keys): a reload keeps a table, and its bans, only when they match.
+ */
+bool ratelimit_has_params(const struct ratelimit *rl, const struct ratelimit_params *p);
 
 /* Count one attempt of key and judge it; out (may be NULL) gets the state after it. */
 enum ratelimit_verdict ratelimit_hit(struct ratelimit *rl, const char *key,

@@ -35,6 +35,7 @@
 #include "core/context.h"
 #include "core/strbuf.h"
 #include "dns/dns.h"
+#include "queue/message_view.h"
 #include "smtp/smtp_client.h"
 #include "smtp/smtp_parse.h"
 #include "smtp/tls.h"
@@ -47,7 +48,7 @@
 #define DELIVERY_MESSAGES_PER_CONN 100
 #define DELIVERY_OUT_HIGH (256 * 1024)  /* stop reading the spool above this much queued output */
 #define DELIVERY_OUT_LOW (64 * 1024)    /* and resume below this */
-#define DELIVERY_CHUNK (16 * 1024)      /* spool bytes per pread */
+#define DELIVERY_CHUNK (16 * 1024)      /* message bytes per read */
 #define DELIVERY_COMMAND_MAX 2048       /* MAIL with every parameter fits easily */
 #define DELIVERY_LOG_MAX 2048
 
@@ -128,6 +129,7 @@ struct delivery_job {
 	bool txn_over;                  /* results are final */
 	struct smtp_dotstuff stuff;
 	uint64_t body_off;
+	uint64_t body_size;             /* the message as edited (queue/message_view.h) */
 
 	struct delivery_job *next;
 	struct delivery_job *prev;
@@ -671,7 +673,7 @@ static void mail_command(const struct delivery_conn *conn, const struct delivery
 
 	strbuf_appendf(sb, "MAIL FROM:<%s>", env->sender);
 	if (ext & SMTP_EXT_SIZE)
-		strbuf_appendf(sb, " SIZE=%llu", (unsigned long long)job->req.body_len);
+		strbuf_appendf(sb, " SIZE=%llu", (unsigned long long)job->body_size);
 	if (env->body == BODY_8BITMIME && (ext & SMTP_EXT_8BITMIME))
 		strbuf_appends(sb, " BODY=8BITMIME");
 	else if (env->body == BODY_BINARYMIME)
@@ -746,7 +748,7 @@ static const char *txn_unmeetable(const struct delivery_conn *conn, const struct
 		*code = 554;
 		return "554 5.6.3 BINARYMIME is required, but was not offered by the remote server";
 	}
-	if (conn->ext.size_max != 0 && job->req.body_len > conn->ext.size_max) {
+	if (conn->ext.size_max != 0 && job->body_size > conn->ext.size_max) {
 		*code = 552;
 		return "552 5.3.4 message size exceeds the fixed limit of the remote server";
 	}
@@ -824,7 +826,7 @@ static void body_begin(struct delivery_conn *conn)
 	if (job->bdat) {
 		char line[64];
 
-		snprintf(line, sizeof(line), "BDAT %llu LAST\r\n", (unsigned long long)job->req.body_len);
+		snprintf(line, sizeof(line), "BDAT %llu LAST\r\n", (unsigned long long)job->body_size);
 		conn_send(conn, line);
 	}
 	smtp_dotstuff_init(&job->stuff);
@@ -862,10 +864,11 @@ static void body_fill(struct delivery_conn *conn)
 	struct evbuffer *out = bufferevent_get_output(conn->bev);
 	char in[DELIVERY_CHUNK], stuffed[2 * DELIVERY_CHUNK], end[5];
 
-	while (evbuffer_get_length(out) < DELIVERY_OUT_HIGH && job->body_off < job->req.body_len) {
-		uint64_t left = job->req.body_len - job->body_off;
+	while (evbuffer_get_length(out) < DELIVERY_OUT_HIGH && job->body_off < job->body_size) {
+		uint64_t left = job->body_size - job->body_off;
 		size_t want = left < sizeof(in) ? (size_t)left : sizeof(in);
-		ssize_t got = pread(job->req.body_fd, in, want, (off_t)job->body_off);
+		ssize_t got = message_view_pread(job->req.env, job->req.body_fd, job->req.body_len, in,
+						 want, job->body_off);
 
 		if (got < 0 && errno == EINTR)
 			continue;
@@ -879,7 +882,7 @@ static void body_fill(struct delivery_conn *conn)
 		else
 			evbuffer_add(out, stuffed, smtp_dotstuff(&job->stuff, in, (size_t)got, stuffed));
 	}
-	if (job->body_off < job->req.body_len)
+	if (job->body_off < job->body_size)
 		return;
 	if (!job->bdat)
 		evbuffer_add(out, end, smtp_dotstuff_end(&job->stuff, end));
@@ -1362,6 +1365,7 @@ void delivery_smtp_start(struct delivery_smtp *d, const struct delivery_request 
 	job->d = d;
 	job->cfg = config_ref(d->pt->cfg);
 	job->req = *req;
+	job->body_size = message_view_size(req->env, req->body_len);
 	job->cb = cb;
 	job->arg = arg;
 	job->results = xcalloc(req->nrcpts ? req->nrcpts : 1, sizeof(*job->results));

@@ -17,6 +17,7 @@
 
 #include "core/alloc.h"
 #include "core/log.h"
+#include "queue/message_view.h"
 
 /* Bounds of the pieces built before assembly (the caller bounds the whole). */
 #define DSN_TEXT_MAX (4 * 1024 * 1024)
@@ -278,13 +279,14 @@ static int dsn_build_status(const struct dsn_report *rep, bool utf8, struct strb
 	return rc ? -1 : 0;
 }
 
-/* pread until len bytes or end of file; -1 on error. */
-static ssize_t dsn_read_original(int fd, char *buf, size_t len)
+/* Read the original as edited (its marks included) until len bytes or its end; -1 on error. */
+static ssize_t dsn_read_original(const struct dsn_report *rep, char *buf, size_t len)
 {
 	size_t got = 0;
 
 	while (got < len) {
-		ssize_t n = pread(fd, buf + got, len - got, (off_t)got);
+		ssize_t n = message_view_pread(rep->env, rep->orig_fd, rep->orig_len, buf + got,
+					       len - got, got);
 
 		if (n < 0 && errno == EINTR)
 			continue;
@@ -325,12 +327,12 @@ static int dsn_build_original(const struct dsn_report *rep, bool utf8, struct st
 			      struct strbuf *sb)
 {
 	const struct envelope *env = rep->env;
-	bool full = env->ret != DSN_RET_HDRS && rep->orig_len <= DSN_RETURN_FULL_MAX &&
+	uint64_t size = message_view_size(env, rep->orig_len);
+	bool full = env->ret != DSN_RET_HDRS && size <= DSN_RETURN_FULL_MAX &&
 		    env->body != BODY_BINARYMIME;
-	size_t want = full ? (size_t)rep->orig_len
-			   : (size_t)(rep->orig_len < DSN_HEADERS_MAX ? rep->orig_len : DSN_HEADERS_MAX);
+	size_t want = full ? (size_t)size : (size_t)(size < DSN_HEADERS_MAX ? size : DSN_HEADERS_MAX);
 	char *buf = xmalloc(want + 1);
-	ssize_t got = dsn_read_original(rep->orig_fd, buf, want);
+	ssize_t got = dsn_read_original(rep, buf, want);
 	size_t len;
 	int rc = 0;
 
@@ -345,7 +347,7 @@ static int dsn_build_original(const struct dsn_report *rep, bool utf8, struct st
 		if (env->body == BODY_8BITMIME || env->smtputf8)
 			rc |= strbuf_appends(type, "\r\nContent-Transfer-Encoding: 8bit");
 	} else {
-		len = dsn_header_block_len(buf, (size_t)got, (uint64_t)got == rep->orig_len);
+		len = dsn_header_block_len(buf, (size_t)got, (uint64_t)got == size);
 		rc |= strbuf_appends(type, utf8 ? "message/global-headers" : "text/rfc822-headers");
 		if (!utf8 && env->body == BODY_8BITMIME)
 			rc |= strbuf_appends(type, "\r\nContent-Transfer-Encoding: 8bit");

@@ -42,6 +42,22 @@ struct envelope_rcpt {
 	char *remote;             /* "mx.example.net[192.0.2.1]" or NULL */
 };
 
+/*
+ * One edit of the spooled message (see queue/message_view.h): remove bytes
+ * [offset, offset + remove) of the spool file's message and put insert in
+ * their place. The file itself is never rewritten.
+ */
+struct envelope_edit {
+	uint64_t offset;
+	uint64_t remove;
+	unsigned char *insert;    /* insert_len bytes (any bytes), or NULL when empty */
+	size_t insert_len;
+};
+
+/* Far more than marks need; bounds what a spool file may make us allocate. */
+#define ENVELOPE_EDITS_MAX 16
+#define ENVELOPE_EDIT_INSERT_MAX (64 * 1024)
+
 struct envelope {
 	char id[QUEUE_ID_LEN + 1];
 	time_t arrival;
@@ -58,11 +74,24 @@ struct envelope {
 	struct envelope_rcpt *rcpts;
 	size_t nrcpts;
 	uint64_t size;            /* message bytes in the spool file */
+	struct envelope_edit *edits; /* sorted by offset, never overlapping */
+	size_t nedits;
 };
 
 struct envelope *envelope_new(void);
 struct envelope_rcpt *envelope_add_rcpt(struct envelope *env, const char *addr);
 void envelope_free(struct envelope *env);
+/*
+ * Add an edit, keeping edits sorted. Refused (-1, nothing changed) when it
+ * would overlap another edit: same offset, or either one's start inside
+ * the other's removed range; also when offset + remove overflows or the
+ * limits above would be exceeded. An edit that changes nothing is not stored.
+ */
+int envelope_add_edit(struct envelope *env, uint64_t offset, uint64_t remove,
+		      const void *insert, size_t insert_len);
+/* Whether envelope_add_edit would take this edit (so several can be added all or none). */
+bool envelope_edit_fits(const struct envelope *env, uint64_t offset, uint64_t remove,
+			size_t insert_len);
 /* The domain part of an address ("" for none); points into addr. */
 const char *address_domain(const char *addr);
 

@@ -26,6 +26,7 @@
 
 #include "core/alloc.h"
 #include "core/log.h"
+#include "queue/message_view.h"
 
 #define MAILDIR_COPY_CHUNK (64 * 1024)
 
@@ -218,16 +219,16 @@ static int maildir_write_all(int fd, const char *buf, size_t len)
 	return 0;
 }
 
-/* Copy len bytes of src from offset 0; a short source is an error (EIO). */
-static int maildir_copy(int dst, int src, uint64_t len)
+/* Copy the view of src (file_len message bytes, env's edits); a short source is an error (EIO). */
+static int maildir_copy(int dst, const struct envelope *env, int src, uint64_t file_len)
 {
 	char *buf = xmalloc(MAILDIR_COPY_CHUNK);
-	uint64_t off = 0;
+	uint64_t off = 0, len = message_view_size(env, file_len);
 	int rc = 0;
 
 	while (off < len && rc == 0) {
 		size_t want = len - off < MAILDIR_COPY_CHUNK ? (size_t)(len - off) : MAILDIR_COPY_CHUNK;
-		ssize_t n = pread(src, buf, want, (off_t)off);
+		ssize_t n = message_view_pread(env, src, file_len, buf, want, off);
 
 		if (n < 0 && errno == EINTR)
 			continue;
@@ -270,15 +271,15 @@ static int maildir_publish(const char *tmp_path, const char *new_path)
 }
 
 /* Write the tmp file completely and durably; the caller unlinks it on failure. */
-static int maildir_write_tmp(const char *tmp_path, const char *header, size_t header_len, int fd,
-			     uint64_t len)
+static int maildir_write_tmp(const char *tmp_path, const char *header, size_t header_len,
+			     const struct envelope *env, int fd, uint64_t len)
 {
 	int out = open(tmp_path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
 	int saved;
 
 	if (out < 0)
 		return -1;
-	if (maildir_write_all(out, header, header_len) < 0 || maildir_copy(out, fd, len) < 0 ||
+	if (maildir_write_all(out, header, header_len) < 0 || maildir_copy(out, env, fd, len) < 0 ||
 	    fsync(out) < 0) {
 		saved = errno;
 		close(out);
@@ -297,8 +298,9 @@ static bool maildir_address_is_clean(const char *s)
 	return true;
 }
 
-enum maildir_result maildir_deliver(const char *dir, const char *delivered_to, int fd,
-				    uint64_t len, uint64_t quota_bytes, char *err, size_t errlen)
+enum maildir_result maildir_deliver(const char *dir, const char *delivered_to,
+				    const struct envelope *env, int fd, uint64_t len,
+				    uint64_t quota_bytes, char *err, size_t errlen)
 {
 	char host[512], name[768], tmp_path[PATH_MAX], new_path[PATH_MAX], new_dir[PATH_MAX];
 	static const char *const subdirs[] = { "tmp", "new", "cur" };
@@ -311,7 +313,7 @@ enum maildir_result maildir_deliver(const char *dir, const char *delivered_to, i
 		return maildir_fail(MAILDIR_PERMFAIL, err, errlen, "5.3.5 bad maildir path or address");
 	header = xasprintf("Delivered-To: %s\r\n", delivered_to);
 	header_len = strlen(header);
-	size = len + header_len;
+	size = message_view_size(env, len) + header_len;
 	for (size_t i = 0; i < 3; i++) {
 		char sub[PATH_MAX];
 
@@ -353,7 +355,7 @@ enum maildir_result maildir_deliver(const char *dir, const char *delivered_to, i
 		return maildir_fail(MAILDIR_PERMFAIL, err, errlen, "5.3.5 maildir path too long");
 	}
 	snprintf(new_dir, sizeof(new_dir), "%s/new", dir);
-	if (maildir_write_tmp(tmp_path, header, header_len, fd, len) < 0 ||
+	if (maildir_write_tmp(tmp_path, header, header_len, env, fd, len) < 0 ||
 	    maildir_publish(tmp_path, new_path) < 0) {
 		int saved = errno;
 

@@ -432,7 +432,8 @@ static void job_local_run(void *arg)
 			snprintf(res->reply, sizeof(res->reply), "550 5.3.5 <%s>: cannot map to a mailbox", r->addr);
 			continue;
 		}
-		mr = maildir_deliver(dir, r->addr, j->req.body_fd, j->req.body_len, u->quota_bytes, err, sizeof(err));
+		mr = maildir_deliver(dir, r->addr, env, j->req.body_fd, j->req.body_len, u->quota_bytes, err,
+				     sizeof(err));
 		res->status = mr == MAILDIR_OK ? DELIVERY_OK : mr == MAILDIR_PERMFAIL ? DELIVERY_PERMFAIL : DELIVERY_TEMPFAIL;
 		res->code = mr == MAILDIR_OK ? 250 : mr == MAILDIR_PERMFAIL ? 552 : 451;
 		if (mr == MAILDIR_OK)

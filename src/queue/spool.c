@@ -35,6 +35,11 @@
  *   A auth_user
  *   Z size         message bytes; must equal the envelope offset
  *   P addr notify orcpt     one per recipient, in order, at least one
+ *   D offset remove insert  zero or more edits (see queue/message_view.h),
+ *                           by increasing offset, never overlapping, within
+ *                           the message; insert is the inserted bytes, any
+ *                           bytes, escaped like a field but with every byte
+ *                           >= 0x80 escaped too and %00 allowed; "-" is none
  * String fields are escaped: every byte < 0x21, 0x7f and '%' is written as
  * %XX (upper-case hex), so fields never contain spaces or line ends. A field
  * that is exactly "-" stands for NULL; the string "-" itself is written
@@ -356,6 +361,68 @@ static int line_split(const char *line, size_t len, char *key, struct token *f, 
 
 /* ---- envelope records ------------------------------------------------- */
 
+/* An edit's inserted bytes: binary-safe, so any byte may be escaped, even NUL. */
+static int edit_bytes_append(struct strbuf *sb, const unsigned char *p, size_t len)
+{
+	static const char hex[] = "0123456789ABCDEF";
+	char esc[3] = { '%' };
+	size_t run = 0;
+	int r = 0;
+
+	if (len == 0 || (len == 1 && p[0] == '-'))
+		return strbuf_append(sb, len ? "%2D" : "-", len ? 3 : 1);
+	for (size_t i = 0; i < len; i++) {
+		if (!field_byte_escaped(p[i]) && p[i] < 0x80) {
+			run++;
+			continue;
+		}
+		if (run)
+			r |= strbuf_append(sb, p + i - run, run);
+		run = 0;
+		esc[1] = hex[p[i] >> 4];
+		esc[2] = hex[p[i] & 0xf];
+		r |= strbuf_append(sb, esc, sizeof(esc));
+	}
+	if (run)
+		r |= strbuf_append(sb, p + len - run, run);
+	return r ? -1 : 0;
+}
+
+/* Decode an edit's insert field into a fresh buffer (NULL for "-"); -1 if malformed. */
+static int edit_bytes_decode(const char *tok, size_t len, unsigned char **out, size_t *outlen)
+{
+	unsigned char *s, *q;
+	int hi, lo;
+
+	*out = NULL;
+	*outlen = 0;
+	if (len == 1 && tok[0] == '-')
+		return 0;
+	if (len == 0)
+		return -1;
+	s = q = xmalloc(len);
+	for (size_t i = 0; i < len; i++) {
+		unsigned char c = (unsigned char)tok[i];
+
+		if (c == '%') {
+			if (i + 2 >= len || (hi = hexval(tok[i + 1])) < 0 || (lo = hexval(tok[i + 2])) < 0)
+				goto bad;
+			*q++ = (unsigned char)(hi << 4 | lo);
+			i += 2;
+		} else if (field_byte_escaped(c) || c >= 0x80) {
+			goto bad;
+		} else {
+			*q++ = c;
+		}
+	}
+	*out = s;
+	*outlen = (size_t)(q - s);
+	return 0;
+bad:
+	free(s);
+	return -1;
+}
+
 static int envelope_format(struct strbuf *sb, const struct envelope *env, uint64_t size)
 {
 	int r = 0;
@@ -379,6 +446,13 @@ static int envelope_format(struct strbuf *sb, const struct envelope *env, uint64
 		r |= field_append(sb, env->rcpts[i].orcpt);
 		r |= strbuf_appends(sb, "\n");
 	}
+	for (size_t i = 0; i < env->nedits; i++) {
+		const struct envelope_edit *e = &env->edits[i];
+
+		r |= strbuf_appendf(sb, "D %" PRIu64 " %" PRIu64 " ", e->offset, e->remove);
+		r |= edit_bytes_append(sb, e->insert, e->insert_len);
+		r |= strbuf_appends(sb, "\n");
+	}
 	return r ? -1 : 0;
 }
 
@@ -387,8 +461,9 @@ static int envelope_format(struct strbuf *sb, const struct envelope *env, uint64
  * acknowledge mail that could never be delivered. A caller bug, but failing
  * the commit (a 4xx) is kinder than taking the gateway down.
  */
-static int envelope_check_writable(const struct envelope *env, const char *id)
+static int envelope_check_writable(const struct envelope *env, const char *id, uint64_t size)
 {
+	const struct envelope_edit *last = env->nedits ? &env->edits[env->nedits - 1] : NULL;
 	const char *why = NULL;
 
 	if (strcmp(env->id, id) != 0)
@@ -401,6 +476,9 @@ static int envelope_check_writable(const struct envelope *env, const char *id)
 		if (env->rcpts[i].addr == NULL || env->rcpts[i].addr[0] == '\0')
 			why = "a recipient without address";
 	}
+	/* edits are sorted and disjoint (envelope_add_edit), so the last one reaches furthest */
+	if (why == NULL && last != NULL && (last->offset > size || last->remove > size - last->offset))
+		why = "an edit beyond the end of the message";
 	if (why == NULL)
 		return 0;
 	log_error("refusing to spool %s: %s", id, why);
@@ -520,12 +598,57 @@ static int envelope_parse_rcpt(struct envelope *env, const char *line, size_t le
 	return 0;
 }
 
+/*
+ * "D offset remove insert", after the recipients: increasing offsets (the
+ * previous edit's offset is the lower bound), within the size record, and
+ * accepted by envelope_add_edit, which refuses overlaps and no-op edits
+ * are never written.
+ */
+static int envelope_parse_edit(struct envelope *env, const char *line, size_t len)
+{
+	struct token f[3];
+	uint64_t offset, remove;
+	unsigned char *insert;
+	size_t insert_len;
+	char key;
+	int r;
+
+	if (line_split(line, len, &key, f, 3) != 3 || key != 'D')
+		return -1;
+	if (parse_u64(f[0].p, f[0].len, env->size, &offset) < 0 ||
+	    parse_u64(f[1].p, f[1].len, env->size - offset, &remove) < 0)
+		return -1;
+	if (env->nedits > 0 && offset <= env->edits[env->nedits - 1].offset)
+		return -1;
+	if ((remove == 0 && f[2].len == 1 && f[2].p[0] == '-') ||
+	    edit_bytes_decode(f[2].p, f[2].len, &insert, &insert_len) < 0)
+		return -1;
+	r = envelope_add_edit(env, offset, remove, insert, insert_len);
+	free(insert);
+	return r;
+}
+
+/* One record after the header records: recipients first, then edits. */
+static int envelope_parse_tail(struct envelope *env, const char *line, size_t len,
+			       bool *in_edits, const char **why)
+{
+	if (len > 0 && line[0] == 'D')
+		*in_edits = true;
+	if (!*in_edits) {
+		*why = "bad recipient record";
+		return envelope_parse_rcpt(env, line, len);
+	}
+	*why = "bad edit record";
+	return envelope_parse_edit(env, line, len);
+}
+
 /* text is the envelope region, NUL-terminated, id the file name. */
 static struct envelope *envelope_parse(const char *text, size_t len, const char *id,
 				       const char **why)
 {
 	struct envelope *env = envelope_new();
 	const char *line = text, *end = text + len, *nl;
+	bool in_edits = false;
 	int index = 0;
 
 	memcpy(env->id, id, QUEUE_ID_LEN + 1);
@@ -535,9 +658,12 @@ static struct envelope *envelope_parse(const char *text, size_t len, const char 
 	}
 	for (; line < end; line = nl + 1, index++) {
 		nl = memchr(line, '\n', (size_t)(end - line));
-		if (index < 13 ? envelope_parse_header(env, index, line, (size_t)(nl - line)) < 0
-			       : envelope_parse_rcpt(env, line, (size_t)(nl - line)) < 0) {
-			*why = index < 13 ? "bad envelope header record" : "bad recipient record";
+		if (index < 13) {
+			if (envelope_parse_header(env, index, line, (size_t)(nl - line)) < 0) {
+				*why = "bad envelope header record";
+				goto bad;
+			}
+		} else if (envelope_parse_tail(env, line, (size_t)(nl - line), &in_edits, why) < 0) {
 			goto bad;
 		}
 	}
@@ -686,6 +812,13 @@ uint64_t spool_writer_size(const struct spool_writer *w)
 	return w->size;
 }
 
+int spool_writer_open_read(struct spool_writer *w)
+{
+	if (spool_writer_flush(w) < 0)
+		return -1;
+	return openat(w->spool->incoming_fd, w->id, O_RDONLY | O_CLOEXEC);
+}
+
 static void spool_writer_free(struct spool_writer *w)
 {
 	if (w->fd >= 0)
@@ -711,7 +844,7 @@ static int spool_writer_finish(struct spool_writer *w, const struct envelope *en
 	struct strbuf sb;
 	uint64_t offset = w->size;
 	uint32_t crc;
-	int error = envelope_check_writable(env, w->id);
+	int error = envelope_check_writable(env, w->id, offset);
 
 	if (error)
 		return error;

@@ -49,6 +49,11 @@ struct spool_writer *spool_writer_new(struct spool *spool, const char *id);
 /* Buffered append; -1 (errno set) on I/O error, which sticks. */
 int spool_writer_write(struct spool_writer *w, const void *buf, size_t len);
 uint64_t spool_writer_size(const struct spool_writer *w);
+/*
+ * Flush and open the message written so far for reading (the content
+ * stage scans it before it is committed); the caller closes the fd.
+ */
+int spool_writer_open_read(struct spool_writer *w);
 /* Throw the incoming file away. */
 void spool_writer_abort(struct spool_writer *w);
 

@@ -31,9 +31,13 @@
 #include <event2/bufferevent_ssl.h>
 #include <event2/event.h>
 
+#include "content/content_stage.h"
+#include "content/engine.h"
+#include "content/marks.h"
 #include "core/alloc.h"
 #include "core/context.h"
 #include "core/workpool.h"
+#include "policy/policy.h"
 #include "queue/queue.h"
 #include "queue/spool.h"
 #include "smtp/auth.h"
@@ -49,6 +53,8 @@
 #define SESSION_INPUT_HIGH (64 * 1024)
 #define SESSION_OUTPUT_HIGH (64 * 1024)
 #define SESSION_HELO_MAX 255
+/* The header block kept for the DATA-stage engines (subject, Received chain). */
+#define SESSION_HEADERS_MAX (64 * 1024)
 
 enum session_state {
 	SESSION_TLS_HANDSHAKE,   /* implicit TLS: greet after the handshake */
@@ -59,8 +65,27 @@ enum session_state {
 	SESSION_AUTH_LOGIN_USER,
 	SESSION_AUTH_LOGIN_PASS,
 	SESSION_WAITING,         /* an async operation holds the session */
+	SESSION_PREGREET,        /* greet pause: the client must not talk yet */
 	SESSION_STARTTLS,        /* flushing "220 Ready to start TLS" */
 	SESSION_CLOSING,         /* flushing the last reply, then free */
+};
+
+/* The command whose reply waits for a policy stage. */
+enum session_pending_kind {
+	PENDING_CONNECT,
+	PENDING_HELO,
+	PENDING_MAIL,
+	PENDING_RCPT,
+	PENDING_DATA,
+};
+
+struct session_pending {
+	enum session_pending_kind kind;
+	bool esmtp;                     /* HELO/EHLO */
+	struct smtp_mail_args mail;
+	struct smtp_rcpt_args rcpt;
+	char reply[POLICY_REPLY_MAX];   /* a reply held back by the tarpit */
+	bool disconnect;
 };
 
 /* An async operation's handle: outlives the session if it must. */
@@ -68,6 +93,7 @@ struct session_async {
 	struct smtp_session *session;   /* NULL once the session is gone */
 	struct postern *pt;
 	struct envelope *env;           /* commit: handed to the queue on success */
+	bool hold;                      /* commit: quarantined, held for the operator */
 	struct sasl_credentials cred;   /* auth: wiped when done */
 	char *hash;
 	bool ok;
@@ -97,6 +123,16 @@ struct smtp_session {
 	unsigned messages;
 	struct session_async *async;
 
+	/* the connect and protocol stages */
+	struct policy *policy;
+	struct policy_facts facts;
+	struct engine_results symbols;
+	struct policy_run *prun;
+	struct session_pending *pending;
+	struct event *timer;            /* greet pause and tarpit */
+	struct content_job *cjob;       /* the content scan in flight */
+	bool connect_allowlisted;       /* an allow list matched at connect: for the whole session */
+
 	/* the transaction */
 	struct envelope *env;
 	unsigned rcpts_rejected;
@@ -108,10 +144,14 @@ struct smtp_session {
 	bool bdat_last;
 	const char *bdat_error;         /* a BDAT error: swallow chunks until LAST */
 	uint64_t bdat_remaining;
+	struct strbuf headers;          /* the header block, while it arrives */
+	bool in_headers;
+	char *subject;
 };
 
 static void session_process(struct smtp_session *s);
 static void session_read_cb(struct bufferevent *bev, void *arg);
+static int session_start_tls(struct smtp_session *s);
 static void session_write_cb(struct bufferevent *bev, void *arg);
 static void session_event_cb(struct bufferevent *bev, short what, void *arg);
 
@@ -156,6 +196,18 @@ static void session_txn_reset(struct smtp_session *s)
 		s->env = NULL;
 	}
 	s->rcpts_rejected = 0;
+	strbuf_free(&s->headers);
+	free(s->subject);
+	s->subject = NULL;
+	s->facts.sender = NULL;
+	s->facts.rcpt = NULL;
+	/* A sender allow-list hit lasts one transaction; a client one, the session. */
+	s->facts.allowlisted = s->connect_allowlisted;
+	s->facts.subject = NULL;
+	s->facts.headers = NULL;
+	s->facts.headers_len = 0;
+	free(s->facts.received_spf);
+	s->facts.received_spf = NULL;
 	s->data_size = 0;
 	s->data_too_big = false;
 	s->bdat_used = false;
@@ -174,7 +226,19 @@ static void session_free(struct smtp_session *s)
 		 s->errors, (long)(now - s->started));
 	if (s->async != NULL)
 		s->async->session = NULL;
+	policy_run_cancel(s->prun);
+	if (s->cjob != NULL)
+		content_job_detach(s->cjob);
 	session_txn_reset(s);
+	if (s->policy != NULL) {
+		policy_session_end(s->policy, &s->facts);
+		policy_unref(s->policy);
+	}
+	policy_facts_free(&s->facts);
+	engine_results_free(&s->symbols);
+	free(s->pending);
+	if (s->timer != NULL)
+		event_free(s->timer);
 	smtp_server_session_removed(s->pt->smtp, s);
 	s->pt->stats.sessions_current--;
 	if (s->bev != NULL)
@@ -218,6 +282,202 @@ static void session_greet(struct smtp_session *s)
 	s->state = SESSION_COMMAND;
 }
 
+/* ---- policy stages ----------------------------------------------------- */
+
+static void session_helo_reply(struct smtp_session *s, bool esmtp);
+static void session_mail_accept(struct smtp_session *s, const struct smtp_mail_args *m);
+static void session_rcpt_finish(struct smtp_session *s, const struct policy_result *res);
+static void session_data_finish(struct smtp_session *s, const struct policy_result *res);
+static void session_after_connect(struct smtp_session *s);
+
+static struct session_pending *session_pending_start(struct smtp_session *s, enum session_pending_kind kind)
+{
+	if (s->pending == NULL)
+		s->pending = xmalloc(sizeof(*s->pending));
+	memset(s->pending, 0, sizeof(*s->pending));
+	s->pending->kind = kind;
+	return s->pending;
+}
+
+/* Kept only while a command waits: idle sessions stay small. */
+static void session_pending_done(struct smtp_session *s)
+{
+	free(s->pending);
+	s->pending = NULL;
+}
+
+static bool session_refused(const struct policy_result *res)
+{
+	return res->verdict == POLICY_REJECT || res->verdict == POLICY_DEFER;
+}
+
+/* A stage answered: give the held-back command its reply. */
+static void session_stage_finish(struct smtp_session *s, const struct policy_result *res)
+{
+	enum session_pending_kind kind = s->pending->kind;
+
+	switch (kind) {
+	case PENDING_CONNECT:
+		s->connect_allowlisted = s->facts.allowlisted;
+		if (session_refused(res)) {
+			session_reply(s, "%s", res->reply);
+			session_close_after_flush(s);
+		} else {
+			session_after_connect(s);
+		}
+		break;
+	case PENDING_HELO:
+		if (session_refused(res)) {
+			free(s->helo);
+			s->helo = NULL;
+			s->facts.helo = NULL;
+			session_reply(s, "%s", res->reply);
+		} else {
+			session_helo_reply(s, s->pending->esmtp);
+		}
+		break;
+	case PENDING_MAIL:
+		if (session_refused(res)) {
+			s->facts.sender = NULL;
+			session_reply(s, "%s", res->reply);
+		} else {
+			session_mail_accept(s, &s->pending->mail);
+		}
+		break;
+	case PENDING_RCPT:
+		session_rcpt_finish(s, res);
+		return;              /* the reply may wait for the tarpit */
+	case PENDING_DATA:
+		session_data_finish(s, res);
+		break;
+	}
+	session_pending_done(s);
+	if (res->disconnect && s->state != SESSION_CLOSING)
+		session_close_after_flush(s);
+}
+
+static void session_resume(struct smtp_session *s)
+{
+	if (s->state == SESSION_COMMAND) {
+		bufferevent_enable(s->bev, EV_READ);
+		session_process(s);
+	}
+}
+
+static void session_policy_done(void *arg, const struct policy_result *res)
+{
+	struct smtp_session *s = arg;
+
+	s->prun = NULL;
+	s->state = SESSION_COMMAND;
+	session_stage_finish(s, res);
+	session_resume(s);
+}
+
+/* Run a stage for the command in s->pending; its reply comes from session_stage_finish. */
+static void session_run_stage(struct smtp_session *s, enum policy_stage stage)
+{
+	struct policy_result res;
+
+	memset(&res, 0, sizeof(res));
+	if (s->policy != NULL &&
+	    policy_run(s->policy, stage, &s->facts, &res, session_policy_done, s, &s->prun) == 1) {
+		s->state = SESSION_WAITING;
+		bufferevent_disable(s->bev, EV_READ);
+		return;
+	}
+	session_stage_finish(s, &res);
+}
+
+static void session_timer_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct smtp_session *s = arg;
+
+	if (s->state == SESSION_PREGREET) {
+		bufferevent_enable(s->bev, EV_READ);
+		session_greet(s);
+		session_process(s);
+		return;
+	}
+	/* The tarpit delay is over: the held-back RCPT reply goes out now. */
+	s->state = SESSION_COMMAND;
+	session_reply(s, "%s", s->pending->reply);
+	if (s->pending->disconnect)
+		session_close_after_flush(s);
+	session_pending_done(s);
+	session_resume(s);
+}
+
+static void session_timer_start(struct smtp_session *s, unsigned ms)
+{
+	struct timeval tv = { ms / 1000, (ms % 1000) * 1000 };
+
+	if (s->timer == NULL)
+		s->timer = evtimer_new(s->pt->base, session_timer_cb, s);
+	evtimer_add(s->timer, &tv);
+}
+
+/* Reply to the pending RCPT now, or after the tarpit's delay. */
+static void session_reply_after(struct smtp_session *s, unsigned delay_ms)
+{
+	if (delay_ms == 0) {
+		session_reply(s, "%s", s->pending->reply);
+		if (s->pending->disconnect)
+			session_close_after_flush(s);
+		session_pending_done(s);
+		return;
+	}
+	s->state = SESSION_WAITING;
+	bufferevent_disable(s->bev, EV_READ);
+	session_timer_start(s, delay_ms);
+}
+
+/* The connect stage passed: greet, perhaps after a pause that catches talkers. */
+static void session_after_connect(struct smtp_session *s)
+{
+	const struct config *c = s->cfg;
+
+	if (s->kind == LISTEN_SMTPS) {
+		if (session_start_tls(s) < 0) {
+			log_error("tls session=%llu: cannot start TLS on the smtps listener",
+				  (unsigned long long)s->id);
+			session_fatal(s, "421 4.7.0 Error: TLS not available");
+		}
+		return;
+	}
+	bufferevent_enable(s->bev, EV_READ);
+	if (c->pregreet.enabled && c->greet_pause_ms > 0 && !s->facts.allowlisted &&
+	    (c->pregreet.direction & s->facts.direction) != 0 &&
+	    !cidr_list_contains(&c->pregreet.whitelist, (const struct sockaddr *)&s->client_sa)) {
+		s->state = SESSION_PREGREET;
+		session_timer_start(s, c->greet_pause_ms);
+		return;
+	}
+	session_greet(s);
+}
+
+/* Data before the greeting: spamware that does not wait for the server. */
+static void session_pregreet_violation(struct smtp_session *s)
+{
+	enum policy_action action = s->cfg->pregreet.action;
+	struct engine_result *r;
+
+	log_info("pregreet session=%llu client=%s action=%d", (unsigned long long)s->id, s->client_addr,
+		 (int)action);
+	if (action == POLICY_ACTION_REJECT || action == POLICY_ACTION_DEFER) {
+		evtimer_del(s->timer);
+		session_fatal(s, action == POLICY_ACTION_REJECT ? "554 5.5.1 Error: talked before the greeting"
+								: "421 4.7.0 Error: talked before the greeting");
+		return;
+	}
+	r = engine_results_add(&s->symbols, "policy", "PREGREET");
+	r->score = s->cfg->pregreet.score;
+	r->category = CATEGORY_DYNAMIC;
+	snprintf(r->reason, sizeof(r->reason), "client talked before the greeting");
+	/* Tagged: the greeting still comes at the end of the pause. */
+	bufferevent_disable(s->bev, EV_READ);
+}
+
 /* ---- HELO / EHLO ------------------------------------------------------- */
 
 static void cmd_helo(struct smtp_session *s, const char *arg, bool esmtp)
@@ -233,6 +493,15 @@ static void cmd_helo(struct smtp_session *s, const char *arg, bool esmtp)
 	session_txn_reset(s);
 	free(s->helo);
 	s->helo = xstrdup(name);
+	s->esmtp = false;
+	s->facts.helo = s->helo;
+	session_pending_start(s, PENDING_HELO)->esmtp = esmtp;
+	session_run_stage(s, POLICY_STAGE_HELO);
+}
+
+/* The HELO stage passed: the greeting reply, with the extensions for EHLO. */
+static void session_helo_reply(struct smtp_session *s, bool esmtp)
+{
 	s->esmtp = esmtp;
 	if (!esmtp) {
 		session_reply(s, "250 %s", s->cfg->hostname);
@@ -316,6 +585,7 @@ static void session_tls_established(struct smtp_session *s)
 	char desc[160];
 
 	s->tls = true;
+	s->facts.tls = true;
 	tls_describe(bufferevent_openssl_get_ssl(s->bev), desc, sizeof(desc));
 	log_info("tls session=%llu client=%s %s", (unsigned long long)s->id, s->client_addr, desc);
 	bufferevent_set_timeouts(s->bev, &(struct timeval){ s->cfg->timeout_command, 0 },
@@ -349,6 +619,8 @@ static void auth_verify_done(void *arg)
 		s->state = SESSION_COMMAND;
 		if (a->ok) {
 			s->auth_user = xstrdup(a->cred.authcid);
+			s->facts.auth_user = s->auth_user;
+			s->facts.direction = POLICY_DIR_OUTBOUND;
 			log_info("auth session=%llu client=%s user=%s result=ok",
 				 (unsigned long long)s->id, s->client_addr, s->auth_user);
 			session_reply(s, "235 2.7.0 Authentication successful");
@@ -539,6 +811,16 @@ static void cmd_mail(struct smtp_session *s, const char *arg)
 		session_reply(s, "504 5.5.4 BINARYMIME not supported");
 		return;
 	}
+	session_pending_start(s, PENDING_MAIL)->mail = m;
+	s->facts.sender = s->pending->mail.path;
+	session_run_stage(s, POLICY_STAGE_MAIL);
+}
+
+/* The MAIL stage passed: open the transaction. */
+static void session_mail_accept(struct smtp_session *s, const struct smtp_mail_args *mp)
+{
+	struct smtp_mail_args m = *mp;
+
 	s->env = envelope_new();
 	s->env->sender = xstrdup(m.path);
 	s->env->body = m.body == SMTP_BODY_8BITMIME ? BODY_8BITMIME : BODY_7BIT;
@@ -548,6 +830,7 @@ static void cmd_mail(struct smtp_session *s, const char *arg)
 	s->env->client_addr = xstrdup(s->client_addr);
 	s->env->client_helo = xstrdup(s->helo);
 	s->env->auth_user = s->auth_user ? xstrdup(s->auth_user) : NULL;
+	s->facts.sender = s->env->sender;
 	session_reply(s, "250 2.1.0 Ok");
 }
 
@@ -586,7 +869,6 @@ static void cmd_rcpt(struct smtp_session *s, const char *arg)
 {
 	struct smtp_rcpt_args r;
 	struct smtp_error e;
-	struct envelope_rcpt *er;
 	char reply[SMTP_PATH_MAX + 128];
 
 	if (s->env == NULL) {
@@ -603,27 +885,76 @@ static void cmd_rcpt(struct smtp_session *s, const char *arg)
 		session_count_error(s);
 		return;
 	}
+	session_pending_start(s, PENDING_RCPT)->rcpt = r;
+	s->facts.rcpt = s->pending->rcpt.path;
 	if (session_check_rcpt(s, r.path, reply, sizeof(reply)) < 0) {
+		struct policy_result res = { .verdict = POLICY_REJECT };
+
+		snprintf(res.reply, sizeof(res.reply), "%s", reply);
+		if (strncmp(reply, "550 5.1.1", 9) == 0) {
+			/* An unknown local user feeds the same tarpit as the recipients engine. */
+			s->facts.rcpts_unknown++;
+			res.delay_ms = policy_tarpit_delay_ms(s->cfg, s->facts.rcpts_unknown);
+			if (policy_harvest_limit_reached(s->cfg, s->facts.rcpts_unknown)) {
+				snprintf(res.reply, sizeof(res.reply), "421 4.7.0 %s Error: too many unknown recipients",
+					 s->cfg->hostname);
+				res.disconnect = true;
+			}
+		}
+		session_stage_finish(s, &res);
+		return;
+	}
+	session_run_stage(s, POLICY_STAGE_RCPT);
+}
+
+/* The RCPT stage answered: take the recipient or refuse it, after any tarpit delay. */
+static void session_rcpt_finish(struct smtp_session *s, const struct policy_result *res)
+{
+	struct session_pending *p = s->pending;
+	const struct smtp_rcpt_args *r = &p->rcpt;
+	struct envelope_rcpt *er;
+
+	if (res->verdict == POLICY_REJECT || res->verdict == POLICY_DEFER) {
 		s->rcpts_rejected++;
 		s->pt->stats.recipients_rejected++;
 		log_info("reject session=%llu client=%s from=<%s> to=<%s> reply=\"%s\"",
-			 (unsigned long long)s->id, s->client_addr, s->env->sender, r.path, reply);
-		session_reply(s, "%s", reply);
-		return;
+			 (unsigned long long)s->id, s->client_addr, s->env->sender, r->path, res->reply);
+		snprintf(p->reply, sizeof(p->reply), "%s", res->reply);
+	} else {
+		er = envelope_add_rcpt(s->env, r->path);
+		er->notify = r->notify;
+		er->orcpt = r->orcpt[0] ? xstrdup(r->orcpt) : NULL;
+		s->pt->stats.recipients_accepted++;
+		snprintf(p->reply, sizeof(p->reply), "250 2.1.5 Ok");
 	}
-	er = envelope_add_rcpt(s->env, r.path);
-	er->notify = r.notify;
-	er->orcpt = r.orcpt[0] ? xstrdup(r.orcpt) : NULL;
-	s->pt->stats.recipients_accepted++;
-	session_reply(s, "250 2.1.5 Ok");
+	s->facts.rcpt = NULL;
+	p->disconnect = res->disconnect;
+	session_reply_after(s, res->delay_ms);
 }
 
 /* ---- DATA / BDAT ------------------------------------------------------- */
+
+/*
+ * Keep the header block (bounded) for the DATA-stage engines: it ends at
+ * the first empty line, which the decoder always emits as its own "\r\n".
+ */
+static void session_capture_headers(struct smtp_session *s, const char *data, size_t len)
+{
+	if (len == 2 && data[0] == '\r' && data[1] == '\n' && s->headers.len >= 2 &&
+	    s->headers.data[s->headers.len - 2] == '\r' && s->headers.data[s->headers.len - 1] == '\n') {
+		s->in_headers = false;
+		return;
+	}
+	if (strbuf_append(&s->headers, data, len) < 0)
+		s->in_headers = false;
+}
 
 static void session_emit(void *arg, const char *data, size_t len)
 {
 	struct smtp_session *s = arg;
 
+	if (s->in_headers)
+		session_capture_headers(s, data, len);
 	s->data_size += len;
 	if (s->data_size > s->cfg->max_message_size) {
 		s->data_too_big = true;
@@ -671,6 +1002,12 @@ static int session_open_message(struct smtp_session *s)
 	}
 	s->env->arrival = time(NULL);
 	session_write_received(s);
+	if (s->facts.received_spf != NULL) {
+		spool_writer_write(s->writer, s->facts.received_spf, strlen(s->facts.received_spf));
+		spool_writer_write(s->writer, "\r\n", 2);
+	}
+	strbuf_init(&s->headers, SESSION_HEADERS_MAX);
+	s->in_headers = true;
 	s->data_size = 0;
 	s->data_too_big = false;
 	return 0;
@@ -731,6 +1068,8 @@ static void session_commit_done(void *arg, int error)
 			 a->env->nrcpts, (unsigned long long)a->env->size);
 		a->pt->stats.messages_accepted++;
 		queue_add(a->pt->queue, a->env);
+		if (a->hold && queue_hold(a->pt->queue, id) == 0)
+			log_info("quarantine queue_id=%s held for the operator", id);
 	} else {
 		log_error("spool queue_id=%s: commit failed: %s", id, strerror(error));
 		envelope_free(a->env);
@@ -749,11 +1088,38 @@ static void session_commit_done(void *arg, int error)
 	session_process(s);
 }
 
-/* The whole message is in: check what the decoder saw, then make it durable. */
+/* The Subject header, unfolded, from the captured header block. */
+static char *session_find_subject(const struct strbuf *h)
+{
+	struct strbuf out;
+	const char *p = h->data, *end = h->data + h->len;
+
+	while (p != NULL && p < end) {
+		if ((size_t)(end - p) > 8 && strncasecmp(p, "Subject:", 8) == 0) {
+			strbuf_init(&out, 4096);
+			for (p += 8; p < end; p++) {
+				if (*p == '\r' || *p == '\n') {
+					if (p + 2 < end && *p == '\r' && p[1] == '\n' && (p[2] == ' ' || p[2] == '\t')) {
+						p++;
+						continue;
+					}
+					break;
+				}
+				strbuf_append(&out, p, 1);
+			}
+			return strbuf_detach(&out, NULL);
+		}
+		p = memchr(p, '\n', (size_t)(end - p));
+		if (p != NULL)
+			p++;
+	}
+	return NULL;
+}
+
+/* The whole message is in: check what the decoder saw, then the DATA stage. */
 static void session_end_of_message(struct smtp_session *s)
 {
 	const char *refusal = NULL;
-	struct session_async *a;
 
 	bufferevent_set_timeouts(s->bev, &(struct timeval){ s->cfg->timeout_command, 0 },
 				 &(struct timeval){ s->cfg->timeout_command, 0 });
@@ -766,18 +1132,42 @@ static void session_end_of_message(struct smtp_session *s)
 	else if (s->dec.bare_newline_seen && s->cfg->bare_newline == BARE_NEWLINE_REJECT)
 		refusal = "554 5.5.2 Message contains bare CR or LF characters";
 	if (refusal != NULL) {
-		s->pt->stats.messages_rejected++;
-		log_info("reject session=%llu client=%s from=<%s> size=%llu reply=\"%s\"",
-			 (unsigned long long)s->id, s->client_addr, s->env->sender,
-			 (unsigned long long)s->data_size, refusal);
-		session_reply(s, "%s", refusal);
-		session_txn_reset(s);
+		struct policy_result res = { .verdict = POLICY_REJECT };
+
+		snprintf(res.reply, sizeof(res.reply), "%s", refusal);
+		session_pending_start(s, PENDING_DATA);
+		session_stage_finish(s, &res);
 		return;
 	}
+	s->subject = s->headers.len ? session_find_subject(&s->headers) : NULL;
+	s->facts.subject = s->subject;
+	s->facts.headers = s->headers.data;
+	s->facts.headers_len = s->headers.len;
+	session_pending_start(s, PENDING_DATA);
+	session_run_stage(s, POLICY_STAGE_DATA);
+}
+
+/* Refused at the end of DATA: nothing of the message is kept. */
+static void session_refuse_message(struct smtp_session *s, const char *reply)
+{
+	s->pt->stats.messages_rejected++;
+	log_info("reject session=%llu client=%s from=<%s> size=%llu reply=\"%s\"",
+		 (unsigned long long)s->id, s->client_addr, s->env->sender,
+		 (unsigned long long)s->data_size, reply);
+	session_reply(s, "%s", reply);
+	session_txn_reset(s);
+}
+
+/* Make the message durable; the 250 comes when the group commit is done. */
+static void session_commit_message(struct smtp_session *s, bool hold)
+{
+	struct session_async *a;
+
 	s->env->size = spool_writer_size(s->writer);
 	a = xcalloc(1, sizeof(*a));
 	a->session = s;
 	a->pt = s->pt;
+	a->hold = hold;
 	a->env = s->env;
 	s->env = NULL;
 	s->async = a;
@@ -786,6 +1176,100 @@ static void session_end_of_message(struct smtp_session *s)
 	spool_commit(s->pt->spool, s->writer, a->env, session_commit_done, a);
 	s->writer = NULL;
 	session_txn_reset(s);
+}
+
+/*
+ * A tagged message gets its marks as envelope edits: the spool file stays
+ * as received, so DKIM signatures of untouched parts survive.
+ */
+static void session_mark_message(struct smtp_session *s, const struct content_verdict *v)
+{
+	static const struct marks_options marks = {
+		.status_header = "X-Postern-Status",
+		.scl_header = "X-Postern-SCL",
+		.reason_header = "X-Postern-Reason",
+		.add_headers = true,
+	};
+	struct marks_options o = marks;
+	unsigned char *head;
+	ssize_t n;
+	int fd = spool_writer_open_read(s->writer);
+
+	if (fd < 0)
+		return;
+	head = xmalloc(SESSION_HEADERS_MAX + 4096);
+	n = pread(fd, head, SESSION_HEADERS_MAX + 4096, 0);
+	close(fd);
+	if (v->category == CATEGORY_SPAM)
+		o.subject_tag = "[SPAM] ";
+	if (n > 0 && marks_apply(s->env, head, (size_t)n, &o, "tagged", v->scl, v->reasons, NULL) < 0)
+		log_warn("content session=%llu: cannot add the marks", (unsigned long long)s->id);
+	free(head);
+}
+
+/* The content stage's verdict decides the final reply. */
+static void session_content_done(void *arg, const struct content_result *r)
+{
+	struct smtp_session *s = arg;
+	const struct content_verdict *v = &r->verdict;
+	char reply[POLICY_REPLY_MAX];
+
+	s->cjob = NULL;
+	s->state = SESSION_COMMAND;
+	log_info("content session=%llu client=%s from=<%s> action=%s category=%s score=%.1f scl=%d reasons=\"%s\"",
+		 (unsigned long long)s->id, s->client_addr, s->env->sender, content_action_name(v->action),
+		 content_category_name(v->category), v->score, v->scl, v->reasons);
+	switch (v->action) {
+	case CONTENT_REJECT:
+	case CONTENT_DEFER:
+		content_verdict_reply(v, reply, sizeof(reply));
+		session_refuse_message(s, reply);
+		break;
+	case CONTENT_DROP:
+		/* Accepted as far as the sender can tell, and never delivered. */
+		log_info("drop session=%llu queue_id=%s", (unsigned long long)s->id, s->env->id);
+		session_reply(s, "250 2.0.0 Ok: queued as %s", s->env->id);
+		s->messages++;
+		session_txn_reset(s);
+		break;
+	case CONTENT_QUARANTINE:
+	case CONTENT_CLEAN:
+		session_commit_message(s, true);
+		break;
+	case CONTENT_TAG:
+		session_mark_message(s, v);
+		session_commit_message(s, false);
+		break;
+	case CONTENT_NONE:
+		session_commit_message(s, false);
+		break;
+	}
+	session_resume(s);
+}
+
+/* The DATA stage answered: refuse the message, or scan it, or make it durable. */
+static void session_data_finish(struct smtp_session *s, const struct policy_result *res)
+{
+	int fd;
+
+	if (session_refused(res)) {
+		session_refuse_message(s, res->reply);
+		return;
+	}
+	if (s->pt->content == NULL) {
+		session_commit_message(s, false);
+		return;
+	}
+	fd = spool_writer_open_read(s->writer);
+	if (fd < 0) {
+		log_error("spool session=%llu: cannot read the message back: %s", (unsigned long long)s->id,
+			  strerror(errno));
+		session_refuse_message(s, "451 4.3.0 Error: queue file read error");
+		return;
+	}
+	s->cjob = content_stage_scan(s->pt, fd, spool_writer_size(s->writer), session_content_done, s);
+	s->state = SESSION_WAITING;
+	bufferevent_disable(s->bev, EV_READ);
 }
 
 /* Feed DATA bytes to the decoder until the end marker or the buffer is empty. */
@@ -1013,6 +1497,10 @@ static void session_process(struct smtp_session *s)
 			if (s->state == SESSION_BDAT)
 				return;
 			break;
+		case SESSION_PREGREET:
+			if (evbuffer_get_length(in) > 0)
+				session_pregreet_violation(s);
+			return;
 		case SESSION_CLOSING:
 		case SESSION_STARTTLS:
 		case SESSION_WAITING:
@@ -1095,6 +1583,20 @@ void smtp_session_shutdown(struct smtp_session *s)
 	session_free(s);
 }
 
+/* What the policy engines know from the start: who is calling, and which way the mail goes. */
+static void session_facts_init(struct smtp_session *s)
+{
+	struct policy_facts *f = &s->facts;
+
+	memcpy(&f->client, &s->client_sa, sizeof(f->client));
+	f->client_len = sizeof(f->client);
+	memcpy(f->client_addr, s->client_addr, sizeof(f->client_addr));
+	f->direction = session_may_relay(s) ? POLICY_DIR_OUTBOUND : POLICY_DIR_INBOUND;
+	f->symbols = &s->symbols;
+	if (s->pt->policy != NULL)
+		s->policy = policy_ref(s->pt->policy);
+}
+
 static void session_describe_peer(struct smtp_session *s, const struct sockaddr *sa, socklen_t salen)
 {
 	memcpy(&s->client_sa, sa, salen < sizeof(s->client_sa) ? salen : sizeof(s->client_sa));
@@ -1129,14 +1631,6 @@ void smtp_session_start(struct postern *pt, evutil_socket_t fd, const struct soc
 		 s->client_addr, s->client_port,
 		 kind == LISTEN_SMTPS ? "smtps" : kind == LISTEN_SUBMISSION ? "submission" : "smtp");
 
-	if (kind == LISTEN_SMTPS) {
-		if (pt->tls == NULL || session_start_tls(s) < 0) {
-			log_error("tls session=%llu: TLS not available on the smtps listener",
-				  (unsigned long long)s->id);
-			session_free(s);
-		}
-		return;
-	}
 	/* Replies are batched per read already; never wait for a delayed ACK. */
 	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &(int){ 1 }, sizeof(int));
 	s->bev = bufferevent_socket_new(pt->base, fd, 0);
@@ -1148,6 +1642,9 @@ void smtp_session_start(struct postern *pt, evutil_socket_t fd, const struct soc
 	bufferevent_setwatermark(s->bev, EV_READ, 0, SESSION_INPUT_HIGH);
 	bufferevent_set_timeouts(s->bev, &(struct timeval){ s->cfg->timeout_command, 0 },
 				 &(struct timeval){ s->cfg->timeout_command, 0 });
-	bufferevent_enable(s->bev, EV_READ | EV_WRITE);
-	session_greet(s);
+	bufferevent_enable(s->bev, EV_WRITE);
+	session_facts_init(s);
+	s->state = SESSION_WAITING;
+	session_pending_start(s, PENDING_CONNECT);
+	session_run_stage(s, POLICY_STAGE_CONNECT);
 }

@@ -77,7 +77,8 @@ def base_dir():
 
 @pytest.fixture
 def workdir(base_dir, request):
-    name = re.sub(r"[^A-Za-z0-9_.-]+", "_", request.node.name)[:80]
+    # Short: the admin socket path under it must fit in sun_path (108).
+    name = re.sub(r"[^A-Za-z0-9_.-]+", "_", request.node.name)[:40]
     path = tempfile.mkdtemp(prefix=name + ".", dir=base_dir)
     os.chmod(path, 0o755)
     return path
@@ -237,14 +238,18 @@ def gateway(postern_bin, workdir, sink, password_hashes, dns_server):
             continue
         was_running = gw.running()
         rc = gw.stop()
+        if not gw.was_ready:
+            continue     # the test already failed on the start
+        mine = []
         if was_running and rc != 0:
-            problems.append("postern exited with {} on SIGTERM".format(rc))
+            mine.append("postern exited with {} on SIGTERM".format(rc))
         elif not was_running and gw.proc.returncode not in (0, -9):
-            problems.append("postern died with status {}".format(gw.proc.returncode))
+            mine.append("postern died with status {}".format(gw.proc.returncode))
         reports = gw.sanitizer_reports()
         if reports:
-            problems.append("sanitizer reports:\n" + "\n".join(reports[:20]))
-        if problems:
-            tail = gw.log_text()[-6000:]
-            pytest.fail("\n".join(problems) + "\n--- log tail ---\n" + tail, pytrace=False)
-
+            mine.append("sanitizer reports:\n" + "\n".join(reports[:20]))
+        if mine:
+            problems.append("\n".join(mine) + "\n--- log tail ({}) ---\n{}".format(
+                gw.dir, gw.log_text()[-6000:]))
+    if problems:
+        pytest.fail("\n\n".join(problems), pytrace=False)

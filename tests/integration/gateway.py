@@ -11,7 +11,7 @@ import socket
 import subprocess
 import time
 
-from rawsmtp import RawSMTP, unverified_context
+from rawsmtp import RawSMTP, dot_stuff, unverified_context
 
 SANITIZER_MARKERS = ("ERROR: AddressSanitizer", "runtime error:", "LeakSanitizer",
                      "ERROR: UndefinedBehaviorSanitizer", "WARNING: ThreadSanitizer")
@@ -82,6 +82,7 @@ class Gateway:
         self.config_path = os.path.join(workdir, "postern.conf")
         self.socket_path = sections["server"]["admin_socket"]
         self.proc = None
+        self.was_ready = False
         self.starts = 0
         self.logs = []          # one stderr file per start
         self.write_config()
@@ -121,7 +122,7 @@ class Gateway:
         self.starts += 1
         log = os.path.join(self.dir, "stderr.{}.log".format(self.starts))
         self.logs.append(log)
-        self._logf = open(log, "wb")
+        self._logf = open(log, "ab")
         self.proc = subprocess.Popen(
             [self.binary, "serve", "-c", self.config_path],
             stdin=subprocess.DEVNULL, stdout=self._logf, stderr=subprocess.STDOUT,
@@ -138,6 +139,7 @@ class Gateway:
                 raise AssertionError("postern exited with {} during start:\n{}".format(
                     self.proc.returncode, self.current_log()))
             if re.search(r"\bready\b", self.current_log()) and self._port_open():
+                self.was_ready = True
                 return
             time.sleep(0.05)
         raise AssertionError("postern not ready after {}s:\n{}".format(
@@ -211,6 +213,24 @@ class Gateway:
 
     def raw(self, port=None, tls=False, timeout=15.0):
         return RawSMTP(port or self.port, tls=tls, timeout=timeout)
+
+    def transaction(self, sender, rcpts, data, mail_params="", rcpt_params=""):
+        """One whole transaction on a fresh connection (MAIL and every RCPT
+        must get 250); returns the reply to the end of DATA."""
+        with self.raw() as c:
+            c.reply()
+            c.ehlo()
+            r = c.cmd("MAIL FROM:<{}>{}".format(sender, mail_params).encode())
+            assert r.code == 250, r
+            for rcpt in rcpts:
+                r = c.cmd("RCPT TO:<{}>{}".format(rcpt, rcpt_params).encode())
+                assert r.code == 250, (rcpt, r)
+            r = c.cmd("DATA")
+            assert r.code == 354, r
+            c.send(dot_stuff(data))
+            final = c.reply()
+            c.cmd("QUIT")
+            return final
 
     def cli(self, *args, check=None, timeout=60, stdin=None):
         """Run `postern ARGS --socket S`; check = expected exit status."""

@@ -22,6 +22,12 @@ class Reply:
         m = re.match(r"^(\d\.\d{1,3}\.\d{1,3})\b", self.lines[0] if self.lines else "")
         return m.group(1) if m else None
 
+    @property
+    def queue_id(self):
+        """The id of "250 2.0.0 Ok: queued as ID", or None."""
+        m = re.search(r"queued as ([0-9A-Za-z]+)", self.text)
+        return m.group(1) if m else None
+
     def __repr__(self):
         return "Reply({} {!r})".format(self.code, self.text)
 

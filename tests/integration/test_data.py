@@ -180,3 +180,19 @@ def test_many_messages_in_one_session(gateway, sink):
             mids.append(message_id(data))
             s.sendmail("sender@example.org", ["user{}@example.com".format(i)], data)
     sink.wait_for(lambda m: m["message_id"] in mids, count=20)
+
+
+@pytest.mark.parametrize("policy", ["normalize", "reject"])
+@pytest.mark.parametrize("fake_end", [b".\n", b".\r", b".\r\r\n"], ids=["dot-lf", "dot-cr", "dot-cr-crlf"])
+def test_smuggling_at_the_start_of_data(gateway, sink, policy, fake_end):
+    """The fake terminator as the very first line of DATA (right after the
+    DATA command's CRLF)."""
+    gw = gateway({"limits": {"bare_newline": policy}})
+    replies = send_data(gw, fake_end + SMUGGLED + b"\r\n.\r\n")
+    assert len(replies) == 2 and replies[1].code == 221, replies
+    assert replies[0].code in (250, 554), replies
+    barrier(gw, sink)
+    msgs = [m for m in sink.snapshot() if m["rcpt_tos"] != ["barrier@example.com"]]
+    assert not [m for m in msgs if m["mail_from"] == "evil@attacker.test"], "smuggled message"
+    assert not [m for m in msgs if "victim@example.com" in m["rcpt_tos"]], "smuggled message"
+    assert len(msgs) == (1 if replies[0].code == 250 else 0), msgs

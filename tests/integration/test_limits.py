@@ -180,3 +180,48 @@ def test_client_disconnect_mid_data_delivers_nothing(gateway, sink):
         c.sock.shutdown(socket.SHUT_RDWR)
     barrier(gw, sink)
     assert all(m["message_id"] != message_id(data) for m in sink.snapshot())
+
+
+def test_command_length_boundary(gateway):
+    """max_command_length counts the line without its CRLF."""
+    gw = gateway({"limits": {"max_command_length": 512}})
+    with gw.raw() as c:
+        c.reply()
+        c.ehlo()
+        fixed = len("MAIL FROM:<@example.org>")
+        at_limit = "MAIL FROM:<{}@example.org>".format("a" * (512 - fixed))
+        assert len(at_limit) == 512
+        r = c.cmd(at_limit)
+        assert r.code != 500, "a 512-byte command refused as too long: {}".format(r)
+        assert c.cmd("RSET").code == 250
+        r = c.cmd(at_limit.replace("<a", "<aa"))
+        assert (r.code, r.enhanced) == (500, "5.5.2"), r
+
+
+def test_data_line_length_boundary(gateway, sink):
+    """max_line_length counts the text line without its CRLF."""
+    gw = gateway({"limits": {"max_line_length": 1000}})
+    ok = message(subject="at the limit", body="b" * 1000 + "\r\n")
+    too_long = message(subject="over the limit", body="b" * 1001 + "\r\n")
+    with gw.raw() as c:
+        open_transaction(c, rcpt="user@example.com")
+        assert c.cmd("DATA").code == 354
+        c.send(dot_stuff(ok))
+        r = c.reply()
+        assert r.code == 250, r
+        assert c.cmd("MAIL FROM:<sender@example.org>").code == 250
+        assert c.cmd("RCPT TO:<user@example.com>").code == 250
+        assert c.cmd("DATA").code == 354
+        c.send(dot_stuff(too_long))
+        r = c.reply()
+        assert (r.code, r.enhanced) == (554, "5.6.0"), r
+    got = sink.wait_message_id(message_id(ok))
+    assert b"b" * 1000 + b"\r\n" in got["data"]
+
+
+def test_mail_size_at_limit(gateway):
+    gw = gateway({"limits": {"max_message_size": "100k"}})
+    with gw.raw() as c:
+        c.reply()
+        c.ehlo()
+        assert c.cmd("MAIL FROM:<sender@example.org> SIZE={}".format(100 * 1024)).code == 250

@@ -166,3 +166,39 @@ def test_pipelined_whole_session_with_rejections(gateway, sink):
 
 def _mid(data):
     return re.search(rb"Message-ID: (<[^>]+>)", data).group(1).decode()
+
+
+def test_two_transactions_and_quit_in_one_write(gateway, sink):
+    """A client that pipelines everything, bodies included: the server
+    must keep what follows the first CRLF.CRLF and answer in order."""
+    gw = gateway()
+    first, second = message(subject="first"), message(subject="second")
+    with gw.raw() as c:
+        c.reply()
+        c.ehlo()
+        c.send(b"MAIL FROM:<a@example.org>\r\nRCPT TO:<one@example.com>\r\nDATA\r\n" +
+               dot_stuff(first) +
+               b"MAIL FROM:<b@example.org>\r\nRCPT TO:<two@example.com>\r\nDATA\r\n" +
+               dot_stuff(second) + b"QUIT\r\n")
+        codes = [r.code for r in c.replies_until_close()]
+    assert codes == [250, 250, 354, 250, 250, 250, 354, 250, 221], codes
+    a = sink.wait_message_id(_mid(first))
+    b = sink.wait_message_id(_mid(second))
+    assert (a["mail_from"], a["rcpt_tos"]) == ("a@example.org", ["one@example.com"])
+    assert (b["mail_from"], b["rcpt_tos"]) == ("b@example.org", ["two@example.com"])
+
+
+def test_command_forms(gateway):
+    """Verbs are case-insensitive, a space after the colon is tolerated,
+    a NUL byte is garbage."""
+    gw = gateway()
+    with gw.raw() as c:
+        c.reply()
+        assert c.cmd("ehlo client.example.org").code == 250
+        assert c.cmd("mail from: <a@example.org>").code == 250
+        assert c.cmd("rcpt TO:<user@example.com>").code == 250
+        assert c.cmd("RSET").code == 250
+        r = c.cmd(b"MAIL FROM:<a\x00b@example.org>")
+        assert (r.code, r.enhanced) == (500, "5.5.2"), r
+        r = c.cmd("MAIL FROM:a@example.org")
+        assert r.code == 501, r

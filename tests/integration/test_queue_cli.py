@@ -6,7 +6,7 @@ import socket
 import subprocess
 
 from gateway import stat_value, wait_until
-from rawsmtp import dot_stuff, message
+from rawsmtp import message
 from sink import message_id
 
 LONG_RETRY = {"queue": {"retry_min": "1h", "retry_max": "1h", "lifetime": "5d"}}
@@ -14,17 +14,9 @@ LONG_RETRY = {"queue": {"retry_min": "1h", "retry_max": "1h", "lifetime": "5d"}}
 
 def send(gw, rcpt="user@example.com", subject="queued"):
     data = message(subject=subject, to=rcpt)
-    with gw.raw() as c:
-        c.reply()
-        c.ehlo()
-        assert c.cmd("MAIL FROM:<sender@example.org>").code == 250
-        assert c.cmd("RCPT TO:<{}>".format(rcpt)).code == 250
-        assert c.cmd("DATA").code == 354
-        c.send(dot_stuff(data))
-        r = c.reply()
-        assert r.code == 250, r
-    qid = r.text.split("queued as", 1)[1].split()[0]
-    return qid, data
+    r = gw.transaction("sender@example.org", [rcpt], data)
+    assert r.code == 250 and r.queue_id, r
+    return r.queue_id, data
 
 
 def find(queue, qid):

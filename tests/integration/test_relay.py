@@ -11,28 +11,12 @@ from sink import message_id, parse, strip_first_received
 QUEUED = re.compile(r"^2\.0\.0 Ok: queued as ([0-9A-Za-z]+)")
 
 
-def send_raw(gw, sender, rcpts, data):
-    """One transaction; returns the final reply."""
-    with gw.raw() as c:
-        c.reply()
-        c.ehlo()
-        assert c.cmd("MAIL FROM:<{}>".format(sender)).code == 250
-        for r in rcpts:
-            rr = c.cmd("RCPT TO:<{}>".format(r))
-            assert rr.code == 250, (r, rr)
-        assert c.cmd("DATA").code == 354
-        c.send(dot_stuff(data))
-        final = c.reply()
-        c.cmd("QUIT")
-        return final
-
-
 def test_relay_to_protected_domain(gateway, sink):
     gw = gateway()
     body = ("Line one.\r\n.leading dot survives\r\n..two dots\r\n\r\n"
             "trailing spaces   \r\n\ttab line\r\n" + "x" * 990 + "\r\n")
     data = message(subject="relay test", body=body, extra="X-Custom: kept  as-is\r\n")
-    final = send_raw(gw, "sender@example.org", ["user@example.com"], data)
+    final = gw.transaction("sender@example.org", ["user@example.com"], data)
     assert final.code == 250, final
     assert QUEUED.match(final.text), final
     got = sink.wait_message_id(message_id(data))
@@ -57,7 +41,7 @@ def test_relay_with_smtplib_and_multiple_recipients(gateway, sink):
 def test_local_delivery_to_maildir(gateway, sink):
     gw = gateway()
     data = message(subject="local", to="bob@local.test")
-    final = send_raw(gw, "sender@example.org", ["bob@local.test"], data)
+    final = gw.transaction("sender@example.org", ["bob@local.test"], data)
     assert final.code == 250, final
     msgs = gw.wait_maildir("bob@local.test")
     assert len(msgs) == 1
@@ -94,7 +78,7 @@ def test_open_relay_is_refused(gateway, sink):
 def test_trusted_network_relays_by_mx(gateway, sink, dns):
     gw = gateway({"relay": {"trusted_networks": "127.0.0.0/8"}})
     data = message(subject="via mx", to="friend@remote.test")
-    final = send_raw(gw, "sender@example.org", ["friend@remote.test"], data)
+    final = gw.transaction("sender@example.org", ["friend@remote.test"], data)
     assert final.code == 250, final
     got = sink.wait_message_id(message_id(data))
     assert got["rcpt_tos"] == ["friend@remote.test"]
@@ -141,10 +125,21 @@ def test_message_with_8bit_and_utf8_address(gateway, sink):
 def test_received_header_is_parseable(gateway, sink):
     gw = gateway()
     data = message(subject="received")
-    assert send_raw(gw, "sender@example.org", ["r@example.com"], data).code == 250
+    assert gw.transaction("sender@example.org", ["r@example.com"], data).code == 250
     got = sink.wait_message_id(message_id(data))
     msg = parse(got["data"])
     received = msg.get_all("Received")
     assert len(received) == 1
     assert re.search(r";\s*\w{3}, \d{1,2} \w{3} \d{4} \d\d:\d\d:\d\d [+-]\d{4}", received[0]), \
         received[0]
+
+
+def test_delivery_reuses_connections(gateway, sink):
+    """Messages to one destination in a row travel over a kept-open
+    connection, not one TCP session each."""
+    gw = gateway()
+    for i in range(5):
+        data = message(subject="reuse {}".format(i))
+        assert gw.transaction("sender@example.org", ["user@example.com"], data).code == 250
+        sink.wait_message_id(message_id(data))
+    assert sink.sessions < 5, "{} sessions for 5 messages".format(sink.sessions)

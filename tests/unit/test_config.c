@@ -2,6 +2,7 @@
 
 #include <arpa/inet.h>
 #include <limits.h>
+#include <time.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <sys/stat.h>
@@ -195,6 +196,7 @@ TEST(config_table_is_consistent)
 		struct relay_domain dom = { 0 };
 		struct user_account user = { 0 };
 		struct tls_cert_spec sni = { 0 };
+		struct dnsbl_spec bl = { 0 };
 		void *base = cfg;
 		struct strbuf sb;
 		char why[256];
@@ -205,7 +207,8 @@ TEST(config_table_is_consistent)
 			CHECK((*c >= 'a' && *c <= 'z') || (*c >= '0' && *c <= '9') || *c == '_');
 		if (k->named)
 			base = strcmp(k->section, "domain") == 0 ? (void *)&dom :
-			       strcmp(k->section, "user") == 0 ? (void *)&user : (void *)&sni;
+			       strcmp(k->section, "user") == 0 ? (void *)&user :
+			       strcmp(k->section, "tls") == 0 ? (void *)&sni : (void *)&bl;
 		if (k->def != NULL) {
 			strbuf_init(&sb, 4096);
 			if (config_key_set(k, base, k->def, why, sizeof(why)) < 0)
@@ -245,6 +248,12 @@ TEST(config_shipped_file_parses)
 	CHECK_STR(cfg->admin_socket, "/run/postern/admin.sock");
 	CHECK_STR(cfg->path, path);
 	CHECK_INT(cfg->ndomains, 0);
+	CHECK(cfg->spf.enabled);
+	CHECK_INT(cfg->spf_fail, POLICY_ACTION_TAG);
+	CHECK(!cfg->rdns.enabled);
+	CHECK(!cfg->greylist.enabled);
+	CHECK_INT(cfg->ndnsbls, 0);
+	CHECK_STR(cfg->rcpt_validation, "none");
 	config_unref(cfg);
 }
 
@@ -1089,4 +1098,577 @@ TEST(config_load_files)
 	fclose(f);
 	CHECK(config_load(path, &err) == NULL);
 	CHECK(strstr(err.message, "file too large") != NULL);
+}
+
+static void check_common(const struct policy_common *c, bool enabled, enum policy_direction dir,
+			 enum policy_action action, double score)
+{
+	CHECK(c->enabled == enabled);
+	CHECK_INT(c->direction, dir);
+	CHECK_INT(c->action, action);
+	CHECK(c->score == score);
+	CHECK_INT(c->whitelist.count, 0);
+	CHECK_INT(c->nwhitelist_senders, 0);
+}
+
+TEST(config_policy_defaults)
+{
+	struct config *cfg = parse_ok("");
+
+	check_common(&cfg->iplist, true, POLICY_DIR_BOTH, POLICY_ACTION_REJECT, 1.0);
+	CHECK_INT(cfg->ip_allow.count, 0);
+	CHECK_INT(cfg->ip_deny.count, 0);
+	CHECK(cfg->ip_allow_file == NULL && cfg->ip_deny_file == NULL);
+	check_common(&cfg->connlimit, true, POLICY_DIR_INBOUND, POLICY_ACTION_DEFER, 1.0);
+	CHECK_INT(cfg->max_per_ip, 50);
+	CHECK_INT(cfg->conn_rate, 0);
+	CHECK_INT(cfg->conn_window, 60);
+	CHECK_INT(cfg->conn_ban_step, 60);
+	CHECK_INT(cfg->conn_ban_max, 3600);
+	check_common(&cfg->pregreet, false, POLICY_DIR_INBOUND, POLICY_ACTION_REJECT, 1.0);
+	CHECK_INT(cfg->greet_pause_ms, 0);
+	check_common(&cfg->dnsbl, true, POLICY_DIR_INBOUND, POLICY_ACTION_REJECT, 3.0);
+	CHECK(cfg->dnsbl_reject_at_rcpt);
+	CHECK_INT(cfg->dnsbl_timeout_ms, 5000);
+	CHECK_INT(cfg->ndnsbls, 0);
+	check_common(&cfg->rhsbl, true, POLICY_DIR_INBOUND, POLICY_ACTION_REJECT, 3.0);
+	CHECK_INT(cfg->nrhsbls, 0);
+	CHECK_INT(cfg->perimeter_relays.count, 0);
+	check_common(&cfg->helo, true, POLICY_DIR_INBOUND, POLICY_ACTION_TAG, 1.5);
+	CHECK(cfg->helo_require_fqdn && !cfg->helo_require_resolvable);
+	check_common(&cfg->rdns, false, POLICY_DIR_INBOUND, POLICY_ACTION_TAG, 1.5);
+	CHECK(cfg->rdns_require_ptr && !cfg->rdns_require_fcrdns);
+	check_common(&cfg->sender, true, POLICY_DIR_BOTH, POLICY_ACTION_REJECT, 1.0);
+	CHECK_INT(cfg->nsender_allow, 0);
+	CHECK_INT(cfg->nsender_deny, 0);
+	CHECK(!cfg->sender_reject_blank && !cfg->sender_require_resolvable);
+	check_common(&cfg->spf, false, POLICY_DIR_INBOUND, POLICY_ACTION_REJECT, 2.0);
+	CHECK_INT(cfg->spf_fail, POLICY_ACTION_REJECT);
+	CHECK_INT(cfg->spf_softfail, POLICY_ACTION_TAG);
+	CHECK_INT(cfg->spf_temperror, POLICY_ACTION_DEFER);
+	CHECK_INT(cfg->spf_permerror, POLICY_ACTION_TAG);
+	CHECK(cfg->spf_header);
+	check_common(&cfg->recipients, true, POLICY_DIR_INBOUND, POLICY_ACTION_REJECT, 1.0);
+	CHECK_STR(cfg->rcpt_validation, "none");
+	CHECK_INT(cfg->nrcpt_list, 0);
+	CHECK(cfg->rcpt_list_file == NULL);
+	CHECK_INT(cfg->callout_cache_ttl, 3600);
+	CHECK_INT(cfg->callout_negative_ttl, 600);
+	CHECK_INT(cfg->tarpit_after, 5);
+	CHECK_INT(cfg->tarpit_delay_ms, 1000);
+	CHECK_INT(cfg->max_unknown_rcpts, 20);
+	check_common(&cfg->greylist, false, POLICY_DIR_INBOUND, POLICY_ACTION_DEFER, 1.0);
+	CHECK_INT(cfg->greylist_delay, 300);
+	CHECK_INT(cfg->greylist_window, 4 * 3600);
+	CHECK_INT(cfg->greylist_whitelist_ttl, 36 * 86400);
+	CHECK_INT(cfg->greylist_ipv4_prefix, 24);
+	CHECK_INT(cfg->greylist_ipv6_prefix, 64);
+	check_common(&cfg->sender_rate, false, POLICY_DIR_OUTBOUND, POLICY_ACTION_DEFER, 1.0);
+	CHECK_INT(cfg->sender_rate_limit, 100);
+	CHECK_INT(cfg->sender_rate_window, 3600);
+	CHECK_INT(cfg->sender_rate_ban_step, 60);
+	CHECK_INT(cfg->sender_rate_ban_max, 86400);
+	check_common(&cfg->subject_rate, false, POLICY_DIR_BOTH, POLICY_ACTION_DEFER, 1.0);
+	CHECK_INT(cfg->subject_rate_limit, 50);
+	CHECK_INT(cfg->subject_rate_window, 3600);
+	CHECK_INT(cfg->subject_rate_ban_step, 60);
+	CHECK_INT(cfg->subject_rate_ban_max, 86400);
+	config_unref(cfg);
+}
+
+TEST(config_action_and_direction_values)
+{
+	static const char *const actions[] = { "reject", "defer", "TAG", "Ignore" };
+	char why[256];
+
+	for (int i = 0; i < 4; i++) {
+		struct config *cfg = with("helo", "action", actions[i], why, sizeof(why));
+
+		CHECK(cfg != NULL && cfg->helo.action == (enum policy_action)i);
+		config_unref(cfg);
+	}
+	CHECK_VALUE_OK("spf", "softfail", "ignore");
+	CHECK_VALUE_BAD("helo", "action", "drop", "expected reject, defer, tag or ignore, got \"drop\"");
+	CHECK_VALUE_BAD("spf", "fail", "", "expected reject, defer, tag or ignore");
+	expect_error("[spf]\nenabled = yes\nfail = bounce\n", 3, "fail", "got \"bounce\"");
+
+	CHECK_VALUE_OK("greylist", "direction", "inbound");
+	CHECK_VALUE_OK("greylist", "direction", "Outbound");
+	CHECK_VALUE_OK("greylist", "direction", "both");
+	CHECK_VALUE_BAD("greylist", "direction", "in", "expected inbound, outbound or both, got \"in\"");
+	CHECK_VALUE_BAD("greylist", "direction", "", "expected inbound, outbound or both");
+	expect_error("[sender_rate]\ndirection = sideways\n", 2, "direction", "expected inbound, outbound or both");
+}
+
+TEST(config_score_values)
+{
+	static const struct { const char *text; double value; } good[] = {
+		{ "0", 0 }, { "2.5", 2.5 }, { "-3", -3 }, { "100", 100 }, { "-100", -100 },
+		{ "0.125", 0.125 }, { "-0.5", -0.5 }, { "007.10", 7.1 },
+	};
+	char why[256];
+
+	for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++) {
+		struct config *cfg = with("helo", "score", good[i].text, why, sizeof(why));
+
+		if (cfg == NULL) {
+			unit_fail(__FILE__, __LINE__, "score \"%s\": %s", good[i].text, why);
+			continue;
+		}
+		CHECK(cfg->helo.score == good[i].value);
+		config_unref(cfg);
+	}
+	CHECK_VALUE_BAD("helo", "score", "100.001", "between -100 and 100 with at most 3 decimals, got \"100.001\"");
+	CHECK_VALUE_BAD("helo", "score", "101", "between -100 and 100");
+	CHECK_VALUE_BAD("helo", "score", "-100.5", "between -100 and 100");
+	CHECK_VALUE_BAD("helo", "score", "1.2345", "at most 3 decimals");
+	CHECK_VALUE_BAD("helo", "score", "1.", "between -100");
+	CHECK_VALUE_BAD("helo", "score", ".5", "between -100");
+	CHECK_VALUE_BAD("helo", "score", "+1", "between -100");
+	CHECK_VALUE_BAD("helo", "score", "1e1", "between -100");
+	CHECK_VALUE_BAD("helo", "score", "1,5", "between -100");
+	CHECK_VALUE_BAD("helo", "score", "nan", "between -100");
+	CHECK_VALUE_BAD("helo", "score", "", "between -100");
+	CHECK_VALUE_BAD("helo", "score", "--1", "between -100");
+	CHECK_VALUE_BAD("helo", "score", "99999999999999999999999", "between -100");
+	expect_error("[rdns]\n\nscore = high\n", 3, "score", "got \"high\"");
+}
+
+TEST(config_duration_ms_values)
+{
+	static const struct { const char *text; unsigned ms; } good[] = {
+		{ "0", 0 }, { "500", 500 }, { "500ms", 500 }, { "2s", 2000 }, { "1m", 60000 }, { "60000ms", 60000 },
+	};
+	char why[256];
+
+	for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++) {
+		struct config *cfg = with("pregreet", "greet_pause", good[i].text, why, sizeof(why));
+
+		if (cfg == NULL) {
+			unit_fail(__FILE__, __LINE__, "greet_pause \"%s\": %s", good[i].text, why);
+			continue;
+		}
+		CHECK_INT(cfg->greet_pause_ms, good[i].ms);
+		config_unref(cfg);
+	}
+	CHECK_VALUE_BAD("pregreet", "greet_pause", "61s",
+			"expected a duration in milliseconds or with an ms, s or m suffix between 0 and 1m, got \"61s\"");
+	CHECK_VALUE_BAD("pregreet", "greet_pause", "60001", "between 0 and 1m");
+	CHECK_VALUE_BAD("pregreet", "greet_pause", "1h", "a duration in milliseconds");
+	CHECK_VALUE_BAD("pregreet", "greet_pause", "ms", "a duration in milliseconds");
+	CHECK_VALUE_BAD("pregreet", "greet_pause", "5 ms", "a duration in milliseconds");
+	CHECK_VALUE_BAD("pregreet", "greet_pause", "4294967296", "a duration in milliseconds");
+	CHECK_VALUE_BAD("pregreet", "greet_pause", "71583m", "a duration in milliseconds");
+	CHECK_VALUE_BAD("dnsbl", "timeout", "99ms", "between 100ms and 1m");
+	CHECK_VALUE_OK("dnsbl", "timeout", "100");
+	CHECK_VALUE_BAD("recipients", "tarpit_delay", "2m", "between 0 and 1m");
+	expect_error("[recipients]\ntarpit_delay = soon\n", 2, "tarpit_delay", "got \"soon\"");
+}
+
+TEST(config_dnsbl_match_values)
+{
+	static const struct { const char *in, *out; } good[] = {
+		{ "any", "any" },
+		{ "ANY", "any" },
+		{ "mask:0x0c", "mask:0x0c" },
+		{ "Mask:0XFFFFFFFF", "mask:0xffffffff" },
+		{ "codes:127.0.0.2", "codes:127.0.0.2" },
+		{ "codes: 127.0.0.2 , 127.0.0.4,127.1.2.3", "codes:127.0.0.2,127.0.0.4,127.1.2.3" },
+	};
+	char why[256];
+
+	for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++) {
+		struct config *cfg = with("dnsbl \"zen.example\"", "match", good[i].in, why, sizeof(why));
+
+		if (cfg == NULL) {
+			unit_fail(__FILE__, __LINE__, "match \"%s\": %s", good[i].in, why);
+			continue;
+		}
+		CHECK_STR(cfg->dnsbls[0].match, good[i].out);
+		config_unref(cfg);
+	}
+	CHECK_VALUE_BAD("dnsbl \"zen.example\"", "match", "all", "expected any, mask:0xHEX or codes:");
+	CHECK_VALUE_BAD("dnsbl \"zen.example\"", "match", "", "expected any");
+	CHECK_VALUE_BAD("dnsbl \"zen.example\"", "match", "mask:0x123456789", "1 to 8 hex digits");
+	CHECK_VALUE_BAD("dnsbl \"zen.example\"", "match", "mask:0x", "1 to 8 hex digits");
+	CHECK_VALUE_BAD("dnsbl \"zen.example\"", "match", "mask:0x000", "not all zero");
+	CHECK_VALUE_BAD("dnsbl \"zen.example\"", "match", "mask:12", "mask:0x");
+	CHECK_VALUE_BAD("dnsbl \"zen.example\"", "match", "mask:0xg1", "hex digits");
+	CHECK_VALUE_BAD("dnsbl \"zen.example\"", "match", "codes:", "expected codes:127.x.y.z");
+	CHECK_VALUE_BAD("dnsbl \"zen.example\"", "match", "codes:127.0.0.2,", "expected codes:127.x.y.z");
+	CHECK_VALUE_BAD("dnsbl \"zen.example\"", "match", "codes:127.0.0.2 127.0.0.3", "comma between codes");
+	CHECK_VALUE_BAD("dnsbl \"zen.example\"", "match", "codes:128.0.0.2",
+			"code \"128.0.0.2\" is not an IPv4 address in 127.0.0.0/8");
+	CHECK_VALUE_BAD("dnsbl \"zen.example\"", "match", "codes:127.0.0.256", "not an IPv4 address");
+	CHECK_VALUE_BAD("dnsbl \"zen.example\"", "match", "codes:127.0.2", "not an IPv4 address");
+	CHECK_VALUE_BAD("dnsbl \"zen.example\"", "match", "codes:::1", "not an IPv4 address");
+	CHECK_VALUE_BAD("rhsbl \"dbl.example\"", "match",
+			"codes:127.0.0.1,127.0.0.2,127.0.0.3,127.0.0.4,127.0.0.5,127.0.0.6,127.0.0.7,127.0.0.8,"
+			"127.0.0.9,127.0.0.10,127.0.0.11,127.0.0.12,127.0.0.13,127.0.0.14,127.0.0.15,127.0.0.16,"
+			"127.0.0.17,127.0.0.18,127.0.0.19,127.0.0.20,127.0.0.21,127.0.0.22,127.0.0.23,127.0.0.24,"
+			"127.0.0.25,127.0.0.26,127.0.0.27,127.0.0.28,127.0.0.29,127.0.0.30,127.0.0.31,127.0.0.32,"
+			"127.0.0.33", "too many codes (at most 32)");
+	expect_error("[dnsbl \"zen.example\"]\nmatch = mask:0xzz\n", 2, "match", "hex digits");
+}
+
+TEST(config_dnsbl_sections)
+{
+	struct config_error err;
+	struct config *cfg = parse_ok(
+		"[dnsbl]\ntimeout = 2s\nreject_at_rcpt = no\n"
+		"[dnsbl \"ZEN.Example\"]\nmatch = mask:0x0c\npriority = 10\n"
+		"[dnsbl \"b.example\"]\nreply = \"450 4.7.1 Try later, %0 is on %1/%2 (100%%)\"\n"
+		"[rhsbl \"dbl.example\"]\n"
+		"[rhsbl]\naction = tag\nscore = 2.5\n");
+
+	CHECK_INT(cfg->dnsbl_timeout_ms, 2000);
+	CHECK(!cfg->dnsbl_reject_at_rcpt);
+	CHECK_INT(cfg->ndnsbls, 2);
+	CHECK_STR(cfg->dnsbls[0].zone, "b.example");
+	CHECK_STR(cfg->dnsbls[0].match, "any");
+	CHECK_STR(cfg->dnsbls[0].reply, "450 4.7.1 Try later, %0 is on %1/%2 (100%%)");
+	CHECK_INT(cfg->dnsbls[0].priority, 100);
+	CHECK_INT(cfg->dnsbls[0].line, 7);
+	CHECK_STR(cfg->dnsbls[1].zone, "zen.example");
+	CHECK_STR(cfg->dnsbls[1].match, "mask:0x0c");
+	CHECK_STR(cfg->dnsbls[1].reply, "554 5.7.1 Service unavailable; client [%0] blocked using %2");
+	CHECK_INT(cfg->dnsbls[1].priority, 10);
+	CHECK_INT(cfg->nrhsbls, 1);
+	CHECK_STR(cfg->rhsbls[0].zone, "dbl.example");
+	CHECK_STR(cfg->rhsbls[0].reply, "554 5.7.1 Sender address rejected: domain listed at %2");
+	CHECK_INT(cfg->rhsbl.action, POLICY_ACTION_TAG);
+	CHECK(cfg->rhsbl.score == 2.5);
+	config_unref(cfg);
+
+	expect_error("[dnsbl \"zen.example\"]\n[dnsbl \"b.example\"]\n[dnsbl \"Zen.Example\"]\n", 3, "",
+		     "section appears twice (first at line 1)");
+	expect_error("[rhsbl \"bad_zone\"]\n", 1, "", "\"bad_zone\" is not a valid DNS zone name");
+	expect_error("[dnsbl \"127.0.0.1\"]\n", 1, "", "not a valid DNS zone name");
+	expect_error("[dnsbl \"zen.example\"]\ntimeout = 1s\n", 2, "timeout", "unknown key");
+	expect_error("[rhsbl]\nmatch = any\n", 2, "match", "unknown key");
+	expect_error("[dnsbl \"a.example\"]\npriority = 10001\n", 2, "priority", "between 0 and 10000");
+
+	CHECK_VALUE_OK("dnsbl \"a.example\"", "reply", "554 5.7.1");
+	CHECK_VALUE_OK("rhsbl \"a.example\"", "reply", "421 4.7.0 %2 says no");
+	CHECK_VALUE_BAD("dnsbl \"a.example\"", "reply", "250 2.0.0 fine", "a 4xx or 5xx reply code");
+	CHECK_VALUE_BAD("dnsbl \"a.example\"", "reply", "554 4.7.1 mixed", "same class");
+	CHECK_VALUE_BAD("dnsbl \"a.example\"", "reply", "554 blocked", "enhanced code");
+	CHECK_VALUE_BAD("dnsbl \"a.example\"", "reply", "554-5.7.1 blocked", "reply code");
+	CHECK_VALUE_BAD("dnsbl \"a.example\"", "reply", "554 5.7.1234 blocked", "enhanced code");
+	CHECK_VALUE_BAD("dnsbl \"a.example\"", "reply", "554 5.7.1blocked", "enhanced code");
+	CHECK_VALUE_BAD("dnsbl \"a.example\"", "reply", "55 5.7.1 short", "reply code");
+	CHECK_VALUE_BAD("dnsbl \"a.example\"", "reply", "554 5.7.1 client %3", "unknown %-escape");
+	CHECK_VALUE_BAD("dnsbl \"a.example\"", "reply", "554 5.7.1 100%", "unknown %-escape");
+	CHECK_VALUE_BAD("dnsbl \"a.example\"", "reply", "554 5.7.1 %s", "unknown %-escape");
+	CHECK_VALUE_BAD("dnsbl \"a.example\"", "reply", "554 5.7.1 a\r\n250 ok", "control characters");
+	expect_error("[dnsbl \"a.example\"]\n\nreply = 554 5.7.1 %x\n", 3, "reply", "unknown %-escape");
+
+	/* config_set creates instances; config_finish sorts them and refuses duplicates. */
+	cfg = config_new();
+	char why[256];
+	CHECK_INT(config_set(cfg, "dnsbl \"z.example\"", "priority", "5", why, sizeof(why)), 0);
+	CHECK_INT(config_set(cfg, "dnsbl \"a.example\"", "match", "any", why, sizeof(why)), 0);
+	CHECK_INT(config_set(cfg, "dnsbl \"bad_zone\"", "match", "any", why, sizeof(why)), -1);
+	CHECK_INT(config_set(cfg, "dnsbl \"a.example\"", "match", "bogus", why, sizeof(why)), -1);
+	CHECK_INT(cfg->ndnsbls, 2);
+	CHECK_INT(config_finish(cfg, &err), 0);
+	CHECK_STR(cfg->dnsbls[0].zone, "a.example");
+	CHECK_INT(cfg->dnsbls[1].priority, 5);
+	config_unref(cfg);
+}
+
+TEST(config_rcpt_validation_values)
+{
+	char why[256];
+	struct config *cfg = with("recipients", "validation", "CallOut", why, sizeof(why));
+
+	CHECK(cfg != NULL);
+	CHECK_STR(cfg->rcpt_validation, "callout");
+	config_unref(cfg);
+	CHECK_VALUE_OK("recipients", "validation", "none");
+	CHECK_VALUE_OK("recipients", "validation", "list");
+	CHECK_VALUE_BAD("recipients", "validation", "ldap", "expected none, list or callout, got \"ldap\"");
+	CHECK_VALUE_BAD("recipients", "validation", "", "expected none, list or callout");
+	expect_error("[recipients]\nvalidation = lists\n", 2, "validation", "got \"lists\"");
+}
+
+TEST(config_string_list_values)
+{
+	char why[256];
+	struct config *cfg = with("sender", "deny", "Spam@Bad.EXAMPLE, @Worse.example other.EXAMPLE a@b.example",
+				  why, sizeof(why));
+
+	CHECK(cfg != NULL);
+	CHECK_INT(cfg->nsender_deny, 4);
+	CHECK_STR(cfg->sender_deny[0], "@other.example");
+	CHECK_STR(cfg->sender_deny[1], "@worse.example");
+	CHECK_STR(cfg->sender_deny[2], "Spam@bad.example");
+	CHECK_STR(cfg->sender_deny[3], "a@b.example");
+	config_unref(cfg);
+	cfg = with("helo", "whitelist_senders", "", why, sizeof(why));
+	CHECK(cfg != NULL && cfg->helo.nwhitelist_senders == 0);
+	config_unref(cfg);
+	CHECK_VALUE_OK("recipients", "list", "postmaster@a.example @b.example");
+	CHECK_VALUE_OK("sender", "allow", "a#b+tag@a.example");
+	CHECK_VALUE_BAD("sender", "allow", "@a.example a.EXAMPLE", "\"@a.example\" is listed twice");
+	CHECK_VALUE_BAD("sender", "allow", "bad_domain", "\"bad_domain\" is not an address, @domain or domain");
+	CHECK_VALUE_BAD("sender", "allow", "@", "not an address, @domain or domain");
+	CHECK_VALUE_BAD("sender", "allow", "@a@b.example", "not an address, @domain or domain");
+	CHECK_VALUE_BAD("sender", "allow", "a@", "not a valid domain name");
+	CHECK_VALUE_BAD("sender", "allow", "a..b@x.example", "bad local part");
+	CHECK_VALUE_BAD("sender", "allow", "a@b@c.example", "exactly one @ in \"a@b@c.example\"");
+	expect_error("[greylist]\nwhitelist_senders = ok@a.example, x@y@z\n", 2, "whitelist_senders",
+		     "exactly one @");
+}
+
+TEST(config_policy_networks)
+{
+	struct config *cfg = parse_ok(
+		"[iplist]\nallow = 192.0.2.0/24\ndeny = 198.51.100.7, 2001:db8::/32\n"
+		"[perimeter]\nrelays = 10.0.0.1 10.0.0.2\n"
+		"[connlimit]\nwhitelist = 127.0.0.1\n");
+
+	CHECK(cidr_list_contains_text(&cfg->ip_allow, "192.0.2.200"));
+	CHECK(!cidr_list_contains_text(&cfg->ip_allow, "192.0.3.1"));
+	CHECK(cidr_list_contains_text(&cfg->ip_deny, "198.51.100.7"));
+	CHECK(cidr_list_contains_text(&cfg->ip_deny, "2001:db8::25"));
+	CHECK(cidr_list_contains_text(&cfg->perimeter_relays, "10.0.0.2"));
+	CHECK(cidr_list_contains_text(&cfg->connlimit.whitelist, "127.0.0.1"));
+	config_unref(cfg);
+	expect_error("[iplist]\ndeny = 1.2.3.4 nope\n", 2, "deny", "bad network \"nope\"");
+	expect_error("[perimeter]\nrelays = 10.0.0.0/40\n", 2, "relays", "bad network");
+	expect_error("[helo]\nwhitelist = x\n", 2, "whitelist", "bad network");
+}
+
+TEST(config_policy_cross_checks)
+{
+	struct config *cfg;
+
+	expect_error("[recipients]\nenabled = yes\nvalidation = list\n", 3, "validation",
+		     "validation = list needs a list or a list_file");
+	cfg = parse_ok("[recipients]\nvalidation = list\nlist = @a.example\n");
+	CHECK_INT(cfg->nrcpt_list, 1);
+	CHECK_STR(cfg->rcpt_list[0], "@a.example");
+	config_unref(cfg);
+	expect_error("[greylist]\ndelay = 5h\n", 2, "delay", "window (14400s) must be longer than delay (18000s)");
+	expect_error("[greylist]\ndelay = 10m\nwindow = 10m\n", 3, "window", "must be longer than delay");
+	cfg = parse_ok("[greylist]\ndelay = 10m\nwindow = 11m\n");
+	config_unref(cfg);
+}
+
+static void write_file(const char *path, const char *text)
+{
+	FILE *f = fopen(path, "w");
+
+	CHECK(f != NULL);
+	if (f == NULL)
+		return;
+	fputs(text, f);
+	fclose(f);
+}
+
+/* A config text naming files in the test's scratch directory. */
+static struct config *parse_with_files(const char *fmt, struct config_error *err)
+{
+	char text[4096];
+	struct config *cfg;
+
+	snprintf(text, sizeof(text), fmt, unit_tmpdir(), unit_tmpdir(), unit_tmpdir());
+	cfg = parse(text, err);
+	return cfg;
+}
+
+TEST(config_list_files)
+{
+	char allow[512], deny[512], rcpts[512], buf[1200];
+	struct config_error err;
+	struct config *cfg;
+
+	snprintf(allow, sizeof(allow), "%s/allow.txt", unit_tmpdir());
+	snprintf(deny, sizeof(deny), "%s/deny.txt", unit_tmpdir());
+	snprintf(rcpts, sizeof(rcpts), "%s/rcpts.txt", unit_tmpdir());
+	write_file(allow, "# trusted partners\n\n192.0.2.0/24\n  198.51.100.1   # one host\r\n2001:db8::/48");
+	write_file(deny, "203.0.113.0/24\n");
+	write_file(rcpts, "Alice@A.Example\n@b.example # catch-all\nc.example\na#b@a.example\nalice@a.example\n");
+	cfg = parse_with_files("[iplist]\nallow = 10.0.0.0/8\nallow_file = %s/allow.txt\ndeny_file = %s/deny.txt\n"
+			       "[recipients]\nvalidation = list\nlist = bob@a.example, @b.example\n"
+			       "list_file = %s/rcpts.txt\n", &err);
+	if (cfg == NULL) {
+		config_error_format(&err, buf, sizeof(buf));
+		unit_fail(__FILE__, __LINE__, "%s", buf);
+		return;
+	}
+	CHECK(cidr_list_contains_text(&cfg->ip_allow, "10.1.1.1"));
+	CHECK(cidr_list_contains_text(&cfg->ip_allow, "192.0.2.1"));
+	CHECK(cidr_list_contains_text(&cfg->ip_allow, "198.51.100.1"));
+	CHECK(!cidr_list_contains_text(&cfg->ip_allow, "198.51.100.2"));
+	CHECK(cidr_list_contains_text(&cfg->ip_allow, "2001:db8:0:1::1"));
+	CHECK(cidr_list_contains_text(&cfg->ip_deny, "203.0.113.9"));
+	CHECK_INT(cfg->ip_allow_written.count, 1);
+	/* Sorted, normalized, each once. */
+	CHECK_INT(cfg->nrcpt_list, 6);
+	CHECK_STR(cfg->rcpt_list[0], "@b.example");
+	CHECK_STR(cfg->rcpt_list[1], "@c.example");
+	CHECK_STR(cfg->rcpt_list[2], "Alice@a.example");
+	CHECK_STR(cfg->rcpt_list[3], "a#b@a.example");
+	CHECK_STR(cfg->rcpt_list[4], "alice@a.example");
+	CHECK_STR(cfg->rcpt_list[5], "bob@a.example");
+	CHECK_INT(cfg->nrcpt_list_written, 2);
+	/* Finishing again rebuilds, it does not add the files twice. */
+	CHECK_INT(config_finish(cfg, &err), 0);
+	CHECK_INT(cfg->nrcpt_list, 6);
+	config_unref(cfg);
+
+	/* Errors name the list file's line, and the key's line in the config. */
+	write_file(deny, "203.0.113.0/24\n\n# fine so far\n203.0.113.300\n");
+	cfg = parse_with_files("[iplist]\n\ndeny_file = %s/deny.txt\n", &err);
+	CHECK(cfg == NULL);
+	CHECK_INT(err.line, 3);
+	CHECK_STR(err.key, "deny_file");
+	CHECK_STR(err.section, "iplist");
+	CHECK(strstr(err.message, "/deny.txt:4: bad network \"203.0.113.300\"") != NULL);
+	write_file(deny, "203.0.113.1 203.0.113.2\n");
+	cfg = parse_with_files("[iplist]\ndeny_file = %s/deny.txt\n", &err);
+	CHECK(cfg == NULL && strstr(err.message, "/deny.txt:1: one entry per line") != NULL);
+	write_file(rcpts, "ok@a.example\nnot an address\n");
+	cfg = parse_with_files("[recipients]\nlist_file = %s/rcpts.txt\n", &err);
+	CHECK(cfg == NULL && strstr(err.message, "/rcpts.txt:2: one entry per line") != NULL);
+	write_file(rcpts, "ok@a.example\nbad_domain\n");
+	cfg = parse_with_files("[recipients]\nlist_file = %s/rcpts.txt\n", &err);
+	CHECK(cfg == NULL && strstr(err.message, "/rcpts.txt:2: \"bad_domain\" is not an address") != NULL);
+	CHECK_STR(err.key, "list_file");
+	cfg = parse_with_files("[iplist]\nallow_file = %s/missing.txt\n", &err);
+	CHECK(cfg == NULL && strstr(err.message, "cannot open") != NULL && err.line == 2);
+	cfg = parse_with_files("[iplist]\nallow_file = %s\n", &err);
+	CHECK(cfg == NULL && strstr(err.message, "not a regular file") != NULL);
+	{
+		char longline[1100];
+
+		memset(longline, '1', sizeof(longline) - 2);
+		longline[sizeof(longline) - 2] = '\n';
+		longline[sizeof(longline) - 1] = '\0';
+		write_file(allow, longline);
+		cfg = parse_with_files("[iplist]\nallow_file = %s/allow.txt\n", &err);
+		CHECK(cfg == NULL && strstr(err.message, "/allow.txt:1: line too long") != NULL);
+	}
+	expect_error("[iplist]\nallow_file = lists/allow.txt\n", 2, "allow_file", "absolute path");
+}
+
+TEST(config_list_file_large)
+{
+	char path[512];
+	struct config_error err;
+	struct config *cfg;
+	struct timespec t0, t1;
+	FILE *f;
+	double secs;
+
+	snprintf(path, sizeof(path), "%s/big-allow.txt", unit_tmpdir());
+	f = fopen(path, "w");
+	CHECK(f != NULL);
+	if (f == NULL)
+		return;
+	for (int i = 0; i < 100000; i++) {
+		if (i % 1000 == 0)
+			fprintf(f, "# block %d\n", i / 1000);
+		if (i % 2 == 0)
+			fprintf(f, "10.%d.%d.%d\n", (i >> 16) & 0xff, (i >> 8) & 0xff, i & 0xff);
+		else
+			fprintf(f, "2001:db8:%x:%x::/64\n", i >> 16, i & 0xffff);
+	}
+	fclose(f);
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	cfg = parse_with_files("[iplist]\nallow_file = %s/big-allow.txt\n", &err);
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	if (cfg == NULL) {
+		fail_with_error(__FILE__, __LINE__, "large allow_file", &err);
+		return;
+	}
+	secs = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
+	if (secs > 2.0)
+		unit_fail(__FILE__, __LINE__, "100,000-line allow_file took %.2fs", secs);
+	CHECK(cidr_list_contains_text(&cfg->ip_allow, "10.0.0.0"));
+	CHECK(cidr_list_contains_text(&cfg->ip_allow, "10.1.134.158"));
+	CHECK(!cidr_list_contains_text(&cfg->ip_allow, "10.1.134.159"));
+	CHECK(cidr_list_contains_text(&cfg->ip_allow, "2001:db8:1:869f::1"));
+	CHECK(!cidr_list_contains_text(&cfg->ip_allow, "2001:db8:1:869e::1"));
+	CHECK_INT(cfg->ip_allow_written.count, 0);
+	config_unref(cfg);
+}
+
+/* Every key of the defence engines survives a dump and a re-read. */
+TEST(config_policy_dump_round_trip)
+{
+	char text[8192], rcpts[512];
+	struct config_error err;
+	struct config *cfg, *again;
+	char *first = NULL, *second = NULL;
+	size_t len1 = 0, len2 = 0;
+	FILE *f;
+
+	snprintf(rcpts, sizeof(rcpts), "%s/rcpts.txt", unit_tmpdir());
+	write_file(rcpts, "carol@a.example\n");
+	snprintf(text, sizeof(text),
+		 "[iplist]\nenabled = no\ndirection = inbound\nwhitelist = 192.0.2.1\n"
+		 "whitelist_senders = a@b.example, c.example\naction = defer\nscore = -2.25\n"
+		 "allow = 10.0.0.0/8\ndeny = 2001:db8::/32\nallow_file = %s/rcpts-ip.txt\ndeny_file = %s/rcpts-ip.txt\n"
+		 "[connlimit]\nmax_per_ip = 3\nrate = 30\nwindow = 90s\nban_step = 2m\nban_max = 2h\n"
+		 "[pregreet]\nenabled = yes\ngreet_pause = 1500ms\n"
+		 "[dnsbl]\nreject_at_rcpt = no\ntimeout = 2500\naction = tag\nscore = 4.5\n"
+		 "[dnsbl \"zen.example\"]\nmatch = codes:127.0.0.2, 127.0.0.3\nreply = \"554 5.7.1 %%0 listed at %%2 (%%1) \"\n"
+		 "priority = 1\n"
+		 "[rhsbl \"dbl.example\"]\nmatch = mask:0xFF\n"
+		 "[rhsbl]\nenabled = no\n"
+		 "[perimeter]\nrelays = 192.0.2.10 192.0.2.11\n"
+		 "[helo]\nrequire_fqdn = no\nrequire_resolvable = yes\n"
+		 "[rdns]\nenabled = yes\nrequire_ptr = no\nrequire_fcrdns = yes\n"
+		 "[sender]\nallow = ok@a.example\ndeny = @spam.example\nreject_blank = yes\nrequire_resolvable = yes\n"
+		 "[spf]\nenabled = yes\nfail = tag\nsoftfail = ignore\ntemperror = reject\npermerror = defer\nheader = no\n"
+		 "[recipients]\nvalidation = list\nlist = bob@a.example\nlist_file = %s\ncallout_cache = 2h\n"
+		 "callout_negative = 0\ntarpit_after = 0\ntarpit_delay = 250ms\nmax_unknown = 0\n"
+		 "[greylist]\nenabled = yes\ndelay = 1m\nwindow = 1d\nwhitelist_ttl = 0\nipv4_prefix = 32\nipv6_prefix = 128\n"
+		 "[sender_rate]\nenabled = yes\nlimit = 7\nwindow = 10m\nban_step = 0\nban_max = 0\n"
+		 "[subject_rate]\nenabled = yes\ndirection = outbound\nlimit = 1000000\nwindow = 7d\nban_step = 1d\n"
+		 "ban_max = 30d\n",
+		 unit_tmpdir(), unit_tmpdir(), rcpts);
+	snprintf(rcpts, sizeof(rcpts), "%s/rcpts-ip.txt", unit_tmpdir());
+	write_file(rcpts, "198.51.100.0/24\n");
+	cfg = parse_ok(text);
+	CHECK(cfg->iplist.score == -2.25);
+	CHECK_INT(cfg->dnsbl_timeout_ms, 2500);
+	CHECK_INT(cfg->nrcpt_list, 2);
+	CHECK(cidr_list_contains_text(&cfg->ip_deny, "198.51.100.1"));
+	f = open_memstream(&first, &len1);
+	CHECK_INT(config_dump(cfg, f), 0);
+	fclose(f);
+	CHECK(strstr(first, "[iplist]\nenabled = no\ndirection = inbound\nwhitelist = 192.0.2.1\n"
+			    "whitelist_senders = @c.example, a@b.example\naction = defer\nscore = -2.25\n"
+			    "allow = 10.0.0.0/8\ndeny = 2001:db8::/32\n") != NULL);
+	CHECK(strstr(first, "window = 90s\nban_step = 2m\n") != NULL);
+	CHECK(strstr(first, "greet_pause = 1500ms\n") != NULL);
+	CHECK(strstr(first, "timeout = 2500ms\naction = tag\nscore = 4.5\n") == NULL);
+	CHECK(strstr(first, "score = 4.5\n") != NULL);
+	CHECK(strstr(first, "[dnsbl \"zen.example\"]\nmatch = codes:127.0.0.2,127.0.0.3\n"
+			    "reply = \"554 5.7.1 %0 listed at %2 (%1) \"\npriority = 1\n") != NULL);
+	CHECK(strstr(first, "[rhsbl \"dbl.example\"]\nmatch = mask:0xff\n") != NULL);
+	CHECK(strstr(first, "list = bob@a.example\n") != NULL);
+	CHECK(strstr(first, "tarpit_delay = 250ms\n") != NULL);
+	CHECK(strstr(first, "softfail = ignore\n") != NULL);
+	CHECK(strstr(first, "[helo]\nenabled = yes\ndirection = inbound\nwhitelist =\nwhitelist_senders =\n"
+			    "action = tag\nscore = 1.5\n") != NULL);
+	again = config_parse("dump", first, len1, &err);
+	if (again == NULL) {
+		fail_with_error(__FILE__, __LINE__, "dump does not parse", &err);
+	} else {
+		f = open_memstream(&second, &len2);
+		CHECK_INT(config_dump(again, f), 0);
+		fclose(f);
+		CHECK_STR(second, first);
+		CHECK_INT(again->nrcpt_list, 2);
+		CHECK(cidr_list_contains_text(&again->ip_allow, "198.51.100.1"));
+		config_unref(again);
+	}
+	free(first);
+	free(second);
+	config_unref(cfg);
 }

@@ -7,6 +7,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "queue/envelope.h"
 #include "queue/maildir.h"
 
 #define MESSAGE "From: alice@example.org\r\nSubject: hi\r\n\r\nhello\r\n"
@@ -106,7 +107,7 @@ TEST(maildir_deliver_writes_exact_bytes)
 
 	CHECK(fd >= 0);
 	snprintf(dir, sizeof(dir), "%s/mail/example.net/bob", unit_tmpdir());
-	CHECK_INT(maildir_deliver(dir, "bob@example.net", fd, strlen(MESSAGE), 0, err, sizeof(err)),
+	CHECK_INT(maildir_deliver(dir, "bob@example.net", NULL, fd, strlen(MESSAGE), 0, err, sizeof(err)),
 		  MAILDIR_OK);
 	CHECK_STR(err, "");
 	const char *subs[] = { "tmp", "new", "cur" };
@@ -145,8 +146,8 @@ TEST(maildir_deliver_twice_gives_unique_names)
 	int fd = write_message(MESSAGE, strlen(MESSAGE));
 
 	snprintf(dir, sizeof(dir), "%s/Maildir", unit_tmpdir());
-	CHECK_INT(maildir_deliver(dir, "bob@example.net", fd, strlen(MESSAGE), 0, err, sizeof(err)), MAILDIR_OK);
-	CHECK_INT(maildir_deliver(dir, "bob@example.net", fd, strlen(MESSAGE), 0, err, sizeof(err)), MAILDIR_OK);
+	CHECK_INT(maildir_deliver(dir, "bob@example.net", NULL, fd, strlen(MESSAGE), 0, err, sizeof(err)), MAILDIR_OK);
+	CHECK_INT(maildir_deliver(dir, "bob@example.net", NULL, fd, strlen(MESSAGE), 0, err, sizeof(err)), MAILDIR_OK);
 	snprintf(sub, sizeof(sub), "%s/new", dir);
 	CHECK_INT(list_dir(sub, names, 4), 2);
 	CHECK(strcmp(names[0], names[1]) != 0);
@@ -165,7 +166,7 @@ TEST(maildir_deliver_large_message)
 		big[i] = (char)('a' + i % 26);
 	fd = write_message(big, n);
 	snprintf(dir, sizeof(dir), "%s/Maildir", unit_tmpdir());
-	CHECK_INT(maildir_deliver(dir, "bob@example.net", fd, n, 0, err, sizeof(err)), MAILDIR_OK);
+	CHECK_INT(maildir_deliver(dir, "bob@example.net", NULL, fd, n, 0, err, sizeof(err)), MAILDIR_OK);
 	snprintf(sub, sizeof(sub), "%s/new", dir);
 	CHECK_INT(list_dir(sub, names, 2), 1);
 	snprintf(path, sizeof(path), "%s/%s", sub, names[0]);
@@ -183,7 +184,7 @@ TEST(maildir_quota_refuses_when_full)
 
 	snprintf(dir, sizeof(dir), "%s/Maildir", unit_tmpdir());
 	/* room for exactly two messages */
-	CHECK_INT(maildir_deliver(dir, "bob@example.net", fd, strlen(MESSAGE), 2 * size, err, sizeof(err)), MAILDIR_OK);
+	CHECK_INT(maildir_deliver(dir, "bob@example.net", NULL, fd, strlen(MESSAGE), 2 * size, err, sizeof(err)), MAILDIR_OK);
 	/* a message read by the user (moved to cur/) still counts */
 	snprintf(sub, sizeof(sub), "%s/new", dir);
 	CHECK_INT(list_dir(sub, names, 4), 1);
@@ -191,15 +192,15 @@ TEST(maildir_quota_refuses_when_full)
 	snprintf(from, sizeof(from), "%s/new/%s", dir, names[0]);
 	snprintf(to, sizeof(to), "%s/cur/%s:2,S", dir, names[0]);
 	CHECK_INT(rename(from, to), 0);
-	CHECK_INT(maildir_deliver(dir, "bob@example.net", fd, strlen(MESSAGE), 2 * size, err, sizeof(err)), MAILDIR_OK);
-	CHECK_INT(maildir_deliver(dir, "bob@example.net", fd, strlen(MESSAGE), 2 * size, err, sizeof(err)),
+	CHECK_INT(maildir_deliver(dir, "bob@example.net", NULL, fd, strlen(MESSAGE), 2 * size, err, sizeof(err)), MAILDIR_OK);
+	CHECK_INT(maildir_deliver(dir, "bob@example.net", NULL, fd, strlen(MESSAGE), 2 * size, err, sizeof(err)),
 		  MAILDIR_PERMFAIL);
 	CHECK_STR(err, "5.2.2 mailbox full");
 	CHECK_INT(list_dir(sub, names, 4), 1);
 	snprintf(sub, sizeof(sub), "%s/tmp", dir);
 	CHECK_INT(list_dir(sub, names, 4), 0);
 	/* unlimited */
-	CHECK_INT(maildir_deliver(dir, "bob@example.net", fd, strlen(MESSAGE), 0, err, sizeof(err)), MAILDIR_OK);
+	CHECK_INT(maildir_deliver(dir, "bob@example.net", NULL, fd, strlen(MESSAGE), 0, err, sizeof(err)), MAILDIR_OK);
 	close(fd);
 }
 
@@ -209,7 +210,7 @@ TEST(maildir_short_source_is_tempfail_and_cleans_up)
 	int fd = write_message(MESSAGE, strlen(MESSAGE));
 
 	snprintf(dir, sizeof(dir), "%s/Maildir", unit_tmpdir());
-	CHECK_INT(maildir_deliver(dir, "bob@example.net", fd, strlen(MESSAGE) + 100, 0, err, sizeof(err)),
+	CHECK_INT(maildir_deliver(dir, "bob@example.net", NULL, fd, strlen(MESSAGE) + 100, 0, err, sizeof(err)),
 		  MAILDIR_TEMPFAIL);
 	CHECK(strncmp(err, "4.3.0 ", 6) == 0);
 	snprintf(sub, sizeof(sub), "%s/tmp", dir);
@@ -217,7 +218,7 @@ TEST(maildir_short_source_is_tempfail_and_cleans_up)
 	snprintf(sub, sizeof(sub), "%s/new", dir);
 	CHECK_INT(list_dir(sub, names, 4), 0);
 	/* an unreadable source */
-	CHECK_INT(maildir_deliver(dir, "bob@example.net", -1, 10, 0, err, sizeof(err)), MAILDIR_TEMPFAIL);
+	CHECK_INT(maildir_deliver(dir, "bob@example.net", NULL, -1, 10, 0, err, sizeof(err)), MAILDIR_TEMPFAIL);
 	CHECK_INT(list_dir(sub, names, 4), 0);
 	close(fd);
 }
@@ -227,18 +228,49 @@ TEST(maildir_bad_path_or_address)
 	char dir[512], err[256];
 	int fd = write_message(MESSAGE, strlen(MESSAGE));
 
-	CHECK_INT(maildir_deliver("relative/Maildir", "bob@example.net", fd, strlen(MESSAGE), 0, err, sizeof(err)),
+	CHECK_INT(maildir_deliver("relative/Maildir", "bob@example.net", NULL, fd, strlen(MESSAGE), 0, err, sizeof(err)),
 		  MAILDIR_PERMFAIL);
 	snprintf(dir, sizeof(dir), "%s/Maildir", unit_tmpdir());
-	CHECK_INT(maildir_deliver(dir, "bob@example.net\r\nX-Evil: 1", fd, strlen(MESSAGE), 0, err, sizeof(err)),
+	CHECK_INT(maildir_deliver(dir, "bob@example.net\r\nX-Evil: 1", NULL, fd, strlen(MESSAGE), 0, err, sizeof(err)),
 		  MAILDIR_PERMFAIL);
 	/* a file where a directory should be */
 	char file[600];
 	snprintf(file, sizeof(file), "%s/plain", unit_tmpdir());
 	close(open(file, O_WRONLY | O_CREAT, 0600));
 	snprintf(dir, sizeof(dir), "%s/plain/Maildir", unit_tmpdir());
-	CHECK_INT(maildir_deliver(dir, "bob@example.net", fd, strlen(MESSAGE), 0, err, sizeof(err)),
+	CHECK_INT(maildir_deliver(dir, "bob@example.net", NULL, fd, strlen(MESSAGE), 0, err, sizeof(err)),
 		  MAILDIR_TEMPFAIL);
 	CHECK(strncmp(err, "4.3.0 cannot create the mailbox", 31) == 0);
+	close(fd);
+}
+
+/* The envelope's edits (marks) reach the mailbox; the size in the name counts them. */
+TEST(maildir_deliver_applies_edits)
+{
+	static const char marked[] = "From: alice@example.org\r\nX-Postern-Status: spam\r\n"
+				     "Subject: [SPAM] hi\r\n\r\nhello\r\n";
+	char dir[512], sub[600], names[4][256], path[1024], suffix[64], err[256] = "";
+	struct envelope *env = envelope_new();
+	size_t len;
+	char *data;
+	int fd = write_message(MESSAGE, strlen(MESSAGE));
+
+	CHECK(fd >= 0);
+	CHECK_INT(envelope_add_edit(env, 25, 0, "X-Postern-Status: spam\r\n", 24), 0);
+	CHECK_INT(envelope_add_edit(env, 34, 0, "[SPAM] ", 7), 0);
+	snprintf(dir, sizeof(dir), "%s/Maildir", unit_tmpdir());
+	CHECK_INT(maildir_deliver(dir, "bob@example.net", env, fd, strlen(MESSAGE), 0, err, sizeof(err)),
+		  MAILDIR_OK);
+	snprintf(sub, sizeof(sub), "%s/new", dir);
+	CHECK_INT(list_dir(sub, names, 4), 1);
+	snprintf(suffix, sizeof(suffix), ",S=%zu", strlen(DELIVERED) + strlen(marked));
+	CHECK(strstr(names[0], suffix) != NULL);
+	snprintf(path, sizeof(path), "%s/%s", sub, names[0]);
+	data = read_file(path, &len);
+	CHECK_INT(len, strlen(DELIVERED) + strlen(marked));
+	CHECK(memcmp(data, DELIVERED, strlen(DELIVERED)) == 0);
+	CHECK(memcmp(data + strlen(DELIVERED), marked, strlen(marked)) == 0);
+	free(data);
+	envelope_free(env);
 	close(fd);
 }

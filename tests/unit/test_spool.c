@@ -842,3 +842,185 @@ TEST(envelope_address_domain)
 	CHECK_STR(address_domain("user@"), "");
 	CHECK_STR(address_domain("用户@例子.广告"), "例子.广告");
 }
+
+/* Edits whose inserted bytes hold everything the record escaping must survive. */
+static void add_tricky_edits(struct envelope *env)
+{
+	static const unsigned char hdr[] = "X-Postern-Status: spam\r\nX-Reason: =?UTF-8?B?w6k=?= \xc3\xa9\xff\x80 %41 -\r\n";
+	static const unsigned char nul[] = { 'a', 0, 'b', '\n', ' ' };
+
+	CHECK_INT(envelope_add_edit(env, 200, 0, "-", 1), 0);
+	CHECK_INT(envelope_add_edit(env, 0, 0, hdr, sizeof(hdr) - 1), 0);
+	CHECK_INT(envelope_add_edit(env, 50, 10, nul, sizeof(nul)), 0);
+	CHECK_INT(envelope_add_edit(env, 290, 10, NULL, 0), 0);
+	CHECK_INT(env->nedits, 4);
+}
+
+static void check_edits_equal(const struct envelope *got, const struct envelope *want)
+{
+	CHECK_INT(got->nedits, want->nedits);
+	for (size_t k = 0; k < got->nedits && k < want->nedits; k++) {
+		const struct envelope_edit *g = &got->edits[k], *w = &want->edits[k];
+
+		CHECK_INT(g->offset, w->offset);
+		CHECK_INT(g->remove, w->remove);
+		CHECK_INT(g->insert_len, w->insert_len);
+		if (g->insert_len == w->insert_len && w->insert_len > 0)
+			CHECK(memcmp(g->insert, w->insert, w->insert_len) == 0);
+		CHECK((g->insert == NULL) == (g->insert_len == 0));
+	}
+}
+
+TEST(spool_edits_roundtrip)
+{
+	struct event_base *base = event_base_new();
+	char *dir = spool_dir();
+	struct spool *s = open_spool(dir, base, true);
+	struct commit_ctx c = { 0 };
+	struct recovered rec = { 0 };
+	struct envelope *env[2];
+	char id[QUEUE_ID_LEN + 1];
+	char *body = make_body(1, 300);
+
+	spool_new_id(s, id);
+	env[0] = make_env(id, 1);
+	add_tricky_edits(env[0]);
+	spool_commit(s, write_message(s, id, body, 300), env[0], commit_done, &c);
+	run_until(base, &c, 1);
+	CHECK_INT(c.failed, 0);
+	spool_new_id(s, id);
+	env[1] = make_env(id, 2);
+	add_tricky_edits(env[1]);
+	CHECK_INT(spool_write_message(s, env[1], body, 300), 0);
+	spool_close(s);
+	event_base_free(base);
+
+	base = event_base_new();
+	s = open_spool(dir, base, true);
+	CHECK_INT(spool_recover(s, collect_env, &rec), 2);
+	for (size_t i = 0; i < 2 && i < rec.n; i++) {
+		check_env_equal(rec.envs[i], env[i]);
+		check_edits_equal(rec.envs[i], env[i]);
+		check_message_bytes(s, rec.envs[i]->id, body, 300);
+	}
+	CHECK_INT(count_files(dir, "corrupt"), 0);
+	recovered_free(&rec);
+	spool_close(s);
+	event_base_free(base);
+	envelope_free(env[0]);
+	envelope_free(env[1]);
+	free(body);
+	free(dir);
+}
+
+/* Edit records are validated like every other record: a bad one sends the file to corrupt/. */
+TEST(spool_bad_edit_records_are_corrupt)
+{
+	static const char *const bad[] = {
+		"\nD 10 0 abc\nD 10 0 def\n",          /* same offset twice */
+		"\nD 10 5 abc\nD 12 0 def\n",          /* inside a removed range */
+		"\nD 20 0 abc\nD 10 0 def\n",          /* not increasing */
+		"\nD 301 0 abc\n",                     /* beyond the message */
+		"\nD 290 11 -\n",                      /* removal beyond the message */
+		"\nD 10 0 -\n",                        /* changes nothing */
+		"\nD 10 0 a%G0\n",                     /* bad escape */
+		"\nD 10 0 \xc3\xa9\n",                 /* raw byte that must be escaped */
+		"\nD 10 0 \n",                         /* empty field */
+		"\nD 10 0 a b\n",                      /* too many fields */
+		"\nD 10 abc\n",                        /* too few */
+		"\nD 10 0 abc\nP x@y 0 -\n",           /* a recipient after the edits */
+	};
+	enum { N = sizeof(bad) / sizeof(bad[0]) };
+	struct event_base *base = event_base_new();
+	char *dir = spool_dir();
+	struct spool *s = open_spool(dir, base, true);
+	struct envelope *env[N + 1];
+	struct recovered rec = { 0 };
+	char *from;
+
+	for (size_t i = 0; i <= N; i++) {
+		char id[QUEUE_ID_LEN + 1];
+		struct commit_ctx c = { 0 };
+		char *body = make_body(i, 300);
+
+		spool_new_id(s, id);
+		env[i] = make_env(id, 0);
+		CHECK_INT(envelope_add_edit(env[i], 100, 0, "Q", 1), 0);
+		spool_commit(s, write_message(s, id, body, 300), env[i], commit_done, &c);
+		run_until(base, &c, 1);
+		CHECK_INT(c.failed, 0);
+		free(body);
+	}
+	spool_close(s);
+	event_base_free(base);
+	for (size_t i = 0; i < N; i++) {
+		from = xasprintf("\nD 100 0 Q\n");
+		rewrite_envelope(dir, env[i]->id, from, bad[i]);
+		free(from);
+	}
+
+	base = event_base_new();
+	s = open_spool(dir, base, true);
+	CHECK_INT(spool_recover(s, collect_env, &rec), 1);
+	if (rec.n == 1)
+		check_edits_equal(rec.envs[0], env[N]);
+	CHECK_INT(count_files(dir, "corrupt"), N);
+	recovered_free(&rec);
+	spool_close(s);
+	event_base_free(base);
+	for (size_t i = 0; i <= N; i++)
+		envelope_free(env[i]);
+	free(dir);
+}
+
+TEST(spool_refuses_edits_beyond_the_message)
+{
+	struct event_base *base = event_base_new();
+	char *dir = spool_dir();
+	struct spool *s = open_spool(dir, base, true);
+	struct commit_ctx c = { 0 };
+	char id[QUEUE_ID_LEN + 1];
+	struct envelope *env;
+
+	spool_new_id(s, id);
+	env = make_env(id, 0);
+	CHECK_INT(envelope_add_edit(env, 4, 3, "x", 1), 0);
+	spool_commit(s, write_message(s, id, "body\r\n", 6), env, commit_done, &c);
+	run_until(base, &c, 1);
+	CHECK_INT(c.done, 1);
+	CHECK_INT(c.last_error, EINVAL);
+	CHECK_INT(count_files(dir, "queue"), 0);
+	spool_close(s);
+	event_base_free(base);
+	envelope_free(env);
+	free(dir);
+}
+
+TEST(envelope_edits_stay_sorted_and_disjoint)
+{
+	struct envelope *env = envelope_new();
+
+	CHECK_INT(envelope_add_edit(env, 50, 10, "a", 1), 0);
+	CHECK_INT(envelope_add_edit(env, 10, 0, "b", 1), 0);
+	CHECK_INT(envelope_add_edit(env, 60, 0, "c", 1), 0);     /* right after a removal */
+	CHECK_INT(envelope_add_edit(env, 40, 10, NULL, 0), 0);   /* ends where the next starts */
+	CHECK_INT(envelope_add_edit(env, 5, 0, NULL, 0), 0);     /* a no-op is not stored */
+	CHECK_INT(env->nedits, 4);
+	CHECK_INT(env->edits[0].offset, 10);
+	CHECK_INT(env->edits[1].offset, 40);
+	CHECK_INT(env->edits[2].offset, 50);
+	CHECK_INT(env->edits[3].offset, 60);
+	CHECK_INT(envelope_add_edit(env, 10, 0, "x", 1), -1);    /* same offset */
+	CHECK_INT(envelope_add_edit(env, 55, 0, "x", 1), -1);    /* inside a removal */
+	CHECK_INT(envelope_add_edit(env, 35, 6, "x", 1), -1);    /* runs into the next */
+	CHECK_INT(envelope_add_edit(env, 0, 11, "x", 1), -1);    /* covers an insertion point */
+	CHECK_INT(envelope_add_edit(env, UINT64_MAX, 1, "x", 1), -1);
+	CHECK_INT(envelope_add_edit(env, 100, 0, "x", ENVELOPE_EDIT_INSERT_MAX + 1), -1);
+	CHECK(!envelope_edit_fits(env, 45, 0, 1));
+	CHECK(envelope_edit_fits(env, 70, 0, 1));
+	for (uint64_t k = 0; env->nedits < ENVELOPE_EDITS_MAX; k++)
+		CHECK_INT(envelope_add_edit(env, 1000 + k, 0, "y", 1), 0);
+	CHECK_INT(envelope_add_edit(env, 5000, 0, "z", 1), -1);
+	CHECK_INT(env->nedits, ENVELOPE_EDITS_MAX);
+	envelope_free(env);
+}

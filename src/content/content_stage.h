@@ -1,0 +1,48 @@
+/*
+ * The content stage as the SMTP session sees it: hand a message to the
+ * worker pool, get the pipeline's result back on the event loop. The
+ * pipeline is built from one config and reference-counted, so a reload
+ * never pulls it from under a scan in flight.
+ */
+#ifndef POSTERN_CONTENT_STAGE_H
+#define POSTERN_CONTENT_STAGE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "content/pipeline.h"
+
+struct postern;
+struct config;
+struct envelope;
+struct content_stage;
+struct content_job;
+
+/*
+ * Build the pipeline for cfg (NULL with err on a bad setting). Loads the
+ * virus signatures into pt->virus the first time (or when the directory
+ * changed in the config); later reloads keep them.
+ */
+struct content_stage *content_stage_new(struct postern *pt, struct config *cfg, char *err, size_t errlen);
+void content_stage_unref(struct content_stage *cs);
+/* Start watching the signature directory (after privileges are dropped). */
+void content_stage_watch_signatures(struct postern *pt);
+/* Free pt->virus and its watcher (at shutdown). */
+void content_stage_shutdown(struct postern *pt);
+
+/* r is valid during the call only. */
+typedef void (*content_done_cb)(void *arg, const struct content_result *r);
+
+/*
+ * Scan len bytes of fd (which the job closes) in the worker pool; cb runs
+ * on the loop unless the job was detached first.
+ */
+struct content_job *content_stage_scan(struct postern *pt, int fd, uint64_t len,
+				       content_done_cb cb, void *arg);
+/* The session went away: drop the result when it comes. */
+void content_job_detach(struct content_job *job);
+
+/* The SMTP reply for a refusing verdict ("554 5.7.0 ..."), bounded, no CR/LF. */
+void content_verdict_reply(const struct content_verdict *v, char *buf, size_t len);
+
+#endif
