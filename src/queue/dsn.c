@@ -299,24 +299,6 @@ static ssize_t dsn_read_original(const struct dsn_report *rep, char *buf, size_t
 	return (ssize_t)got;
 }
 
-/* Length of the header block at the start of buf (up to the empty line, or whole lines). */
-static size_t dsn_header_block_len(const char *buf, size_t len, bool complete)
-{
-	for (size_t i = 0; i < len; i++) {
-		if (buf[i] != '\n')
-			continue;
-		if (i + 1 < len && buf[i + 1] == '\n')
-			return i + 1;
-		if (i + 2 < len && buf[i + 1] == '\r' && buf[i + 2] == '\n')
-			return i + 1;
-	}
-	if (complete)
-		return len;
-	while (len > 0 && buf[len - 1] != '\n')
-		len--;
-	return len;
-}
-
 /*
  * The returned original: the whole message when the sender asked for it
  * (or did not say) and it is small enough, else only its header block.
@@ -347,7 +329,7 @@ static int dsn_build_original(const struct dsn_report *rep, bool utf8, struct st
 		if (env->body == BODY_8BITMIME || env->smtputf8)
 			rc |= strbuf_appends(type, "\r\nContent-Transfer-Encoding: 8bit");
 	} else {
-		len = dsn_header_block_len(buf, (size_t)got, (uint64_t)got == size);
+		len = message_header_block_len(buf, (size_t)got, (uint64_t)got == size);
 		rc |= strbuf_appends(type, utf8 ? "message/global-headers" : "text/rfc822-headers");
 		if (!utf8 && env->body == BODY_8BITMIME)
 			rc |= strbuf_appends(type, "\r\nContent-Transfer-Encoding: 8bit");

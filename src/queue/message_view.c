@@ -126,8 +126,7 @@ ssize_t message_view_pread(const struct envelope *env, int fd, uint64_t file_len
 	return (ssize_t)r.done;
 }
 
-/* Where the header block ends in buf (see message_view.h); complete: buf is the whole view. */
-static size_t view_header_block_len(const char *buf, size_t len, bool complete)
+size_t message_header_block_len(const char *buf, size_t len, bool complete)
 {
 	for (size_t i = 0; i < len; i++) {
 		if (buf[i] != '\n')
@@ -165,7 +164,7 @@ ssize_t message_view_headers(const struct envelope *env, int fd, uint64_t file_l
 			break;
 		got += (size_t)n;
 	}
-	hlen = view_header_block_len(buf, got, got == size);
+	hlen = message_header_block_len(buf, got, got == size);
 	buf[hlen] = '\0';
 	*out = buf;
 	return (ssize_t)hlen;

@@ -36,4 +36,11 @@ ssize_t message_view_pread(const struct envelope *env, int fd, uint64_t file_len
 ssize_t message_view_headers(const struct envelope *env, int fd, uint64_t file_len, size_t max,
 			     char **out);
 
+/*
+ * Where the header block ends in buf: after the line before the first empty
+ * line (CRLF or LF). Without one, the whole buffer when complete (buf holds
+ * the whole message), else up to its last whole line.
+ */
+size_t message_header_block_len(const char *buf, size_t len, bool complete);
+
 #endif
