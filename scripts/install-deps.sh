@@ -6,9 +6,9 @@ set -eu
 BUILD_PKGS="meson ninja-build pkg-config gcc clang libclang-rt-14-dev make
   libevent-dev libssl-dev libc-ares-dev libsqlite3-dev libsodium-dev libjansson-dev zlib1g-dev
   libgmime-3.0-dev libgumbo-dev libmagic-dev libpcre2-dev
-  libclamav-dev"
-TEST_PKGS="python3 python3-pytest python3-aiosmtpd python3-dnslib python3-yaml swaks postfix openssl procps
-  clamav-daemon clamav-testfiles"
+  libclamav-dev libpsl-dev"
+TEST_PKGS="python3 python3-pytest python3-aiosmtpd python3-dnslib python3-yaml python3-dkim swaks postfix openssl procps
+  clamav-daemon clamav-testfiles bogofilter"
 
 missing=""
 for p in $BUILD_PKGS ${WITH_TEST_PKGS:+$TEST_PKGS}; do

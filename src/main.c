@@ -20,10 +20,13 @@ static const struct subcommand subcommands[] = {
 	{ "status", cli_status, "show the running gateway's state" },
 	{ "reload", cli_reload, "reload the configuration of the running gateway" },
 	{ "bans", cli_bans, "list|unban KEY: the rate limits' bans of the running gateway" },
+	{ "quarantine", cli_quarantine, "list|show ID|release ID|delete ID: the quarantined messages" },
 	{ "passwd", cli_passwd, "hash a password (argon2id) for a [user] entry" },
 	{ "spf", cli_spf, "check SPF for --ip, --helo and --sender" },
 	{ "scan", cli_scan, "run messages through the content pipeline ([--json] FILE...)" },
 	{ "rules", cli_rules, "content rule files: check|export|overview FILE, import FILE DEST" },
+	{ "dkim", cli_dkim, "verify FILE [--dns S | --keys F] | sign --domain D --selector S --key PEM FILE" },
+	{ "learn", cli_learn, "teach the Bayesian filter: spam|ham FILE|DIR..., --forget, --stats" },
 };
 
 static void usage(FILE *out)

@@ -37,6 +37,7 @@
 #include "dns/dns.h"
 #include "policy/policy.h"
 #include "queue/delivery.h"
+#include "queue/quarantine.h"
 #include "queue/queue.h"
 #include "queue/spool.h"
 #include "smtp/smtp_server.h"
@@ -266,6 +267,7 @@ static void serve_teardown(struct postern *pt, struct event **sigs, size_t nsigs
 	if (pt->spool)
 		spool_close(pt->spool);
 	queue_free(pt->queue);
+	quarantine_free(pt->quarantine);
 	if (pt->policy)
 		policy_unref(pt->policy);
 	policy_state_free(pt->policy_state);
@@ -313,6 +315,11 @@ static int serve_run(struct postern *pt)
 		return 1;
 	}
 	content_stage_watch_signatures(pt);
+	pt->quarantine = quarantine_new(pt, err, sizeof(err));
+	if (pt->quarantine == NULL) {
+		log_error("quarantine: %s", err);
+		return 1;
+	}
 	pt->queue = queue_new(pt);
 	if (queue_recover(pt->queue) < 0) {
 		log_error("spool recovery failed; refusing to start");

@@ -11,6 +11,11 @@
  *   {"cmd":"queue.flush"[,"id":"ID"]}
  *   {"cmd":"bans.list"}                    -> every key of the rate/ban tables
  *   {"cmd":"bans.unban","key":"KEY"}       -> lift a ban, forget the key's attempts
+ *   {"cmd":"quarantine.list"[,"sender","rcpt","category":"TEXT"][,"since":EPOCH]
+ *    [,"state":"held|released|deleted|expired|all"][,"limit":N]}
+ *                                          -> quarantined messages, newest first (default: held)
+ *   {"cmd":"quarantine.show","id":"ID"}    -> one, with its header block while it is queued
+ *   {"cmd":"quarantine.release|delete","id":"ID"}
  *
  * Replies: {"ok":true,"result":...} or {"ok":false,"error":"why"}.
  */
@@ -39,11 +44,14 @@
 #include "policy/policy_engine.h"
 #include "policy/ratelimit.h"
 #include "queue/message_view.h"
+#include "queue/quarantine.h"
 #include "queue/queue.h"
 #include "queue/spool.h"
+#include "store/quarantine_store.h"
 
 #define ADMIN_VERSION "0.1.0"
 #define ADMIN_LINE_MAX (64 * 1024)          /* request line, without the newline */
+#define ADMIN_DISCARD_MAX (16 * 1024 * 1024) /* of an over-long line, before giving up on its end */
 #define ADMIN_HEADERS_MAX (64 * 1024)       /* header block returned by queue.show */
 #define ADMIN_OUTPUT_PAUSE (1024 * 1024)    /* stop answering until the client reads */
 #define ADMIN_IDLE_TIMEOUT 300              /* seconds */
@@ -54,6 +62,8 @@ struct admin_client {
 	struct bufferevent *bev;
 	bool eof;                          /* the client sent everything it will send */
 	bool closing;                      /* close once the output is flushed */
+	bool discarding;                   /* skipping the rest of an over-long line */
+	size_t discarded;                  /* bytes of it skipped so far */
 	struct admin_client *prev, *next;
 };
 
@@ -371,7 +381,11 @@ static json_t *admin_queue_action(struct admin_server *a, json_t *req, char *err
 
 static json_t *admin_cmd_queue_delete(struct admin_server *a, json_t *req, char *err, size_t errlen)
 {
-	return admin_queue_action(a, req, err, errlen, queue_delete);
+	json_t *r = admin_queue_action(a, req, err, errlen, queue_delete);
+
+	if (r != NULL)
+		quarantine_queue_changed(a->pt, json_string_value(json_object_get(r, "id")), false);
+	return r;
 }
 
 static json_t *admin_cmd_queue_hold(struct admin_server *a, json_t *req, char *err, size_t errlen)
@@ -381,7 +395,11 @@ static json_t *admin_cmd_queue_hold(struct admin_server *a, json_t *req, char *e
 
 static json_t *admin_cmd_queue_release(struct admin_server *a, json_t *req, char *err, size_t errlen)
 {
-	return admin_queue_action(a, req, err, errlen, queue_release);
+	json_t *r = admin_queue_action(a, req, err, errlen, queue_release);
+
+	if (r != NULL)
+		quarantine_queue_changed(a->pt, json_string_value(json_object_get(r, "id")), true);
+	return r;
 }
 
 static json_t *admin_cmd_queue_flush(struct admin_server *a, json_t *req, char *err, size_t errlen)
@@ -456,6 +474,157 @@ static json_t *admin_cmd_bans_unban(struct admin_server *a, json_t *req, char *e
 	return json_pack("{s:o}", "key", admin_json_str(key));
 }
 
+/* A quarantine entry; queued says whether the message is still in the queue. */
+static json_t *admin_quarantine_json(struct admin_server *a, const struct quarantine_entry *e)
+{
+	json_t *rcpts = json_array();
+	const char *p = e->recipients;
+
+	while (p != NULL && *p != '\0') {
+		const char *nl = strchr(p, '\n');
+		size_t len = nl ? (size_t)(nl - p) : strlen(p);
+
+		json_array_append_new(rcpts, admin_json_text(p, len));
+		p = nl ? nl + 1 : NULL;
+	}
+	return json_pack("{s:s, s:I, s:o, s:o, s:o, s:o, s:o, s:o, s:f, s:i, s:I, s:s, s:I, s:b}",
+			 "id", e->id, "arrival", (json_int_t)e->arrival,
+			 "sender", admin_json_str(e->sender), "recipients", rcpts,
+			 "subject", admin_json_str(e->subject), "category", admin_json_str(e->category),
+			 "reasons", admin_json_str(e->reasons), "client_addr", admin_json_str(e->client_addr),
+			 "score", e->score, "scl", e->scl, "size", (json_int_t)e->size,
+			 "state", quarantine_state_name(e->state), "changed", (json_int_t)e->changed,
+			 "queued", a->pt->queue != NULL && queue_find(a->pt->queue, e->id) != NULL);
+}
+
+static struct quarantine_store *admin_need_quarantine(struct admin_server *a, char *err, size_t errlen)
+{
+	if (a->pt->quarantine == NULL) {
+		snprintf(err, errlen, "the quarantine is not running");
+		return NULL;
+	}
+	return quarantine_store(a->pt->quarantine);
+}
+
+/* An optional string member of the request; -1 when it is there but not a string. */
+static int admin_optional_string(json_t *req, const char *key, const char **out, char *err, size_t errlen)
+{
+	json_t *v = json_object_get(req, key);
+
+	*out = NULL;
+	if (v == NULL || json_is_null(v))
+		return 0;
+	if (!json_is_string(v) || strlen(json_string_value(v)) != json_string_length(v)) {
+		snprintf(err, errlen, "invalid \"%s\": must be a string", key);
+		return -1;
+	}
+	*out = json_string_value(v);
+	return 0;
+}
+
+/* The list filter from the request: text filters, since, state (default held) and limit. */
+static int admin_quarantine_filter(json_t *req, struct quarantine_filter *f, char *err, size_t errlen)
+{
+	const char *state;
+	json_t *since = json_object_get(req, "since"), *limit = json_object_get(req, "limit");
+
+	memset(f, 0, sizeof(*f));
+	f->state = QUARANTINE_HELD;
+	if (admin_optional_string(req, "sender", &f->sender, err, errlen) < 0 ||
+	    admin_optional_string(req, "rcpt", &f->rcpt, err, errlen) < 0 ||
+	    admin_optional_string(req, "category", &f->category, err, errlen) < 0 ||
+	    admin_optional_string(req, "state", &state, err, errlen) < 0)
+		return -1;
+	if (state != NULL && strcmp(state, "all") == 0) {
+		f->state = -1;
+	} else if (state != NULL && (f->state = quarantine_state_parse(state)) < 0) {
+		snprintf(err, errlen, "invalid state: expected held, released, deleted, expired or all");
+		return -1;
+	}
+	if (since != NULL && !json_is_null(since)) {
+		if (!json_is_integer(since) || json_integer_value(since) < 0) {
+			snprintf(err, errlen, "invalid \"since\": must be a time in seconds since the epoch");
+			return -1;
+		}
+		f->since = (time_t)json_integer_value(since);
+	}
+	if (limit != NULL && !json_is_null(limit)) {
+		if (!json_is_integer(limit) || json_integer_value(limit) < 1 ||
+		    json_integer_value(limit) > QUARANTINE_LIST_MAX) {
+			snprintf(err, errlen, "invalid \"limit\": must be 1 to %d", QUARANTINE_LIST_MAX);
+			return -1;
+		}
+		f->limit = (size_t)json_integer_value(limit);
+	}
+	return 0;
+}
+
+static json_t *admin_cmd_quarantine_list(struct admin_server *a, json_t *req, char *err, size_t errlen)
+{
+	struct quarantine_store *store = admin_need_quarantine(a, err, errlen);
+	struct quarantine_filter f;
+	struct quarantine_entry *v;
+	json_t *list;
+	size_t n;
+
+	if (store == NULL || admin_quarantine_filter(req, &f, err, errlen) < 0)
+		return NULL;
+	if (quarantine_store_list(store, &f, &v, &n) < 0) {
+		snprintf(err, errlen, "quarantine database error");
+		return NULL;
+	}
+	list = json_array();
+	for (size_t i = 0; i < n; i++)
+		json_array_append_new(list, admin_quarantine_json(a, &v[i]));
+	quarantine_entries_free(v, n);
+	return list;
+}
+
+static json_t *admin_cmd_quarantine_show(struct admin_server *a, json_t *req, char *err, size_t errlen)
+{
+	const char *id = admin_request_id(req, true, err, errlen);
+	struct quarantine_store *store = id ? admin_need_quarantine(a, err, errlen) : NULL;
+	const struct queue_message *m;
+	struct quarantine_entry e;
+	json_t *o;
+	int found;
+
+	if (store == NULL)
+		return NULL;
+	found = quarantine_store_get(store, id, &e);
+	if (found <= 0) {
+		snprintf(err, errlen, found < 0 ? "quarantine database error" : "not in the quarantine: %s", id);
+		return NULL;
+	}
+	o = admin_quarantine_json(a, &e);
+	m = a->pt->queue != NULL ? queue_find(a->pt->queue, id) : NULL;
+	json_object_set_new(o, "headers", m != NULL ? admin_message_headers(a, m->env) : json_null());
+	quarantine_entry_clear(&e);
+	return o;
+}
+
+/* release and delete: a required id and the quarantine's own checks. */
+static json_t *admin_quarantine_action(struct admin_server *a, json_t *req, char *err, size_t errlen,
+				       int (*action)(struct postern *, const char *, char *, size_t),
+				       const char *done)
+{
+	const char *id = admin_request_id(req, true, err, errlen);
+
+	if (id == NULL || action(a->pt, id, err, errlen) < 0)
+		return NULL;
+	return json_pack("{s:s, s:s}", "id", id, "state", done);
+}
+
+static json_t *admin_cmd_quarantine_release(struct admin_server *a, json_t *req, char *err, size_t errlen)
+{
+	return admin_quarantine_action(a, req, err, errlen, quarantine_release, "released");
+}
+
+static json_t *admin_cmd_quarantine_delete(struct admin_server *a, json_t *req, char *err, size_t errlen)
+{
+	return admin_quarantine_action(a, req, err, errlen, quarantine_delete, "deleted");
+}
+
 static const struct {
 	const char *name;
 	admin_handler run;
@@ -470,6 +639,10 @@ static const struct {
 	{ "queue.flush", admin_cmd_queue_flush },
 	{ "bans.list", admin_cmd_bans_list },
 	{ "bans.unban", admin_cmd_bans_unban },
+	{ "quarantine.list", admin_cmd_quarantine_list },
+	{ "quarantine.show", admin_cmd_quarantine_show },
+	{ "quarantine.release", admin_cmd_quarantine_release },
+	{ "quarantine.delete", admin_cmd_quarantine_delete },
 };
 
 /* Parse one request and run its command; NULL result with err set on failure. */
@@ -561,6 +734,28 @@ static void admin_client_finish(struct admin_client *c)
 }
 
 /*
+ * Skip the rest of an over-long request line. The reply waits until its
+ * end (or the client's EOF): a client still writing the line would get
+ * EPIPE from a socket closed under it and never read why. Returns -1 once
+ * the client has been told and must be closed, 0 while more is to come.
+ */
+static int admin_discard_line(struct admin_client *c, bool at_eof)
+{
+	struct evbuffer *in = bufferevent_get_input(c->bev);
+	size_t eol_len = 0;
+	struct evbuffer_ptr eol = evbuffer_search_eol(in, NULL, &eol_len, EVBUFFER_EOL_CRLF);
+	size_t skip = eol.pos >= 0 ? (size_t)eol.pos + eol_len : evbuffer_get_length(in);
+
+	evbuffer_drain(in, skip);
+	c->discarded += skip;
+	if (eol.pos < 0 && !at_eof && c->discarded < ADMIN_DISCARD_MAX)
+		return 0;
+	log_debug("request line of %zu bytes refused", c->discarded);
+	admin_send_error(c, "request too long");
+	return -1;
+}
+
+/*
  * Answer every complete request line, one at a time, pausing while the
  * client leaves a large reply unread. Returns -1 when the client was
  * told its line is too long and must be closed.
@@ -572,13 +767,17 @@ static int admin_process_input(struct admin_client *c, bool at_eof)
 
 	while (evbuffer_get_length(out) < ADMIN_OUTPUT_PAUSE) {
 		size_t eol_len = 0, avail = evbuffer_get_length(in);
-		struct evbuffer_ptr eol = evbuffer_search_eol(in, NULL, &eol_len, EVBUFFER_EOL_CRLF);
-		size_t line_len = eol.pos >= 0 ? (size_t)eol.pos : avail;
+		struct evbuffer_ptr eol;
+		size_t line_len;
 		char *line;
 
+		if (c->discarding)
+			return admin_discard_line(c, at_eof);
+		eol = evbuffer_search_eol(in, NULL, &eol_len, EVBUFFER_EOL_CRLF);
+		line_len = eol.pos >= 0 ? (size_t)eol.pos : avail;
 		if (line_len > ADMIN_LINE_MAX) {
-			admin_send_error(c, "request line too long (max 65536 bytes)");
-			return -1;
+			c->discarding = true;
+			continue;
 		}
 		if (eol.pos < 0 && (!at_eof || avail == 0))
 			return 0;
@@ -588,6 +787,8 @@ static int admin_process_input(struct admin_client *c, bool at_eof)
 		evbuffer_drain(in, eol_len);
 		if (line_len > 0)
 			admin_handle_line(c, line, line_len);
+		else
+			admin_send_error(c, "empty request");
 		free(line);
 	}
 	return 0;

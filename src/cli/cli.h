@@ -19,11 +19,17 @@ int cli_status(int argc, char **argv);
 int cli_reload(int argc, char **argv);
 /* src/cli/cli_bans.c: list and lift the rate limits' bans of the running gateway. */
 int cli_bans(int argc, char **argv);
+/* src/cli/cli_quarantine.c: list, show, release and delete quarantined messages. */
+int cli_quarantine(int argc, char **argv);
 /* src/cli/cli_spf.c: run one SPF check and show its result. */
 int cli_spf(int argc, char **argv);
 /* src/cli/cli_scan.c: run raw messages through the content pipeline offline. */
 int cli_scan(int argc, char **argv);
 /* src/cli/cli_rules.c: check, export, overview and import content rule files. */
 int cli_rules(int argc, char **argv);
+/* src/cli/cli_dkim.c: verify DKIM (and DMARC) of a message file, or sign one. */
+int cli_dkim(int argc, char **argv);
+/* src/cli/cli_learn.c: teach the Bayesian filter spam and ham, forget, stats, expire. */
+int cli_learn(int argc, char **argv);
 
 #endif

@@ -13,9 +13,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "content/bayes.h"
 #include "content/mime.h"
 #include "content/pipeline.h"
 #include "content/rules.h"
+#include "content/virus.h"
 #include "core/alloc.h"
 #include "core/config.h"
 #include "core/strbuf.h"
@@ -27,20 +29,25 @@ struct scan_options {
 	bool json;
 	uint64_t max_size;
 	const char *rules_path;       /* --rules: a content rule file to run too */
+	const char *bayes_path;       /* --bayes: a Bayes token database to classify with */
+	struct config *cfg;           /* -c: limits, [virus] and [rules] as the gateway has them */
 };
 
 static void scan_usage(FILE *out)
 {
 	fprintf(out,
-		"usage: postern scan [--json] [-c CONFIG] [--rules FILE] FILE...\n"
+		"usage: postern scan [--json] [-c CONFIG] [--rules FILE] [--bayes DB] FILE...\n"
 		"\n"
 		"Run each raw message FILE (- for standard input) through the content\n"
 		"pipeline and print the verdict (action, score, SCL), every engine result\n"
 		"and the MIME parts.\n"
 		"\n"
 		"  --json     one JSON object per message, one per line\n"
-		"  -c CONFIG  take limits from CONFIG ([limits] max_message_size)\n"
-		"  --rules FILE  run the content rules of FILE too (see docs/rules.md)\n");
+		"  -c CONFIG  scan as the gateway of CONFIG would: [limits] max_message_size,\n"
+		"             the virus engine of [virus] (every message, no sampling) and\n"
+		"             the rules of [rules] file\n"
+		"  --rules FILE  run the content rules of FILE too (see docs/rules.md)\n"
+		"  --bayes DB    classify with the Bayesian filter of DB (see postern learn)\n");
 }
 
 /* Read all of `path` ("-": stdin) up to max bytes; NULL and errno-style message on failure. */
@@ -193,16 +200,46 @@ static void print_text(const char *path, const struct content_result *res)
 }
 
 /*
- * The engines `scan` runs, in pipeline order. The virus engine joins here
- * once src/content/virus.h offers a content_engine constructor.
+ * The virus engine of -c CONFIG's [virus], NULL when it is off. Offline,
+ * every message is scanned: sampling is about the gateway's load.
  */
-static struct content_pipeline *scan_pipeline(struct rules *rules)
+static int scan_virus_engine(const struct config *cfg, struct virus_engine **out)
+{
+	struct virus_options vo = { .action = CONTENT_REJECT };
+	char err[512];
+
+	*out = NULL;
+	if (cfg == NULL || !cfg->virus_enabled)
+		return 0;
+	if (cfg->virus_database == NULL) {
+		fprintf(stderr, "postern scan: [virus] enabled needs a database directory\n");
+		return -1;
+	}
+	if (cfg->virus_action != NULL && content_action_parse(cfg->virus_action, &vo.action) < 0) {
+		fprintf(stderr, "postern scan: [virus] action \"%s\" is not an action\n", cfg->virus_action);
+		return -1;
+	}
+	vo.db_dir = cfg->virus_database;
+	if ((*out = virus_engine_new(&vo, err, sizeof(err))) == NULL) {
+		fprintf(stderr, "postern scan: [virus] database %s: %s\n", cfg->virus_database, err);
+		return -1;
+	}
+	return 0;
+}
+
+/* The engines `scan` runs, in the gateway's pipeline order. */
+static struct content_pipeline *scan_pipeline(struct virus_engine *virus, struct rules *rules,
+					      struct bayes *bayes)
 {
 	struct content_pipeline *p = content_pipeline_new(NULL);
 
 	content_pipeline_add(p, mime_engine_create());
+	if (virus != NULL)
+		content_pipeline_add(p, virus_content_engine(virus));
 	if (rules != NULL)
 		content_pipeline_add(p, rules_engine_create(rules));
+	if (bayes != NULL)
+		content_pipeline_add(p, bayes_content_engine(bayes));
 	return p;
 }
 
@@ -242,7 +279,9 @@ static int scan_load_config(const char *path, struct scan_options *o)
 	}
 	if (cfg->max_message_size > 0)
 		o->max_size = cfg->max_message_size;
-	config_unref(cfg);
+	if (o->cfg != NULL)
+		config_unref(o->cfg);
+	o->cfg = cfg;
 	return 0;
 }
 
@@ -250,37 +289,52 @@ int cli_scan(int argc, char **argv)
 {
 	struct scan_options o = { .json = false, .max_size = SCAN_DEFAULT_MAX_SIZE };
 	struct content_pipeline *p;
+	struct virus_engine *virus = NULL;
 	struct rules *rules = NULL;
+	struct bayes *bayes = NULL;
 	char rules_err[1024];
 	int first = 0, status = 0;
 
 	for (int i = 1; i < argc && first == 0; i++) {
 		if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
 			scan_usage(stdout);
-			return 0;
+			goto done;
 		} else if (strcmp(argv[i], "--json") == 0) {
 			o.json = true;
 		} else if (strcmp(argv[i], "-c") == 0) {
 			if (i + 1 == argc) {
 				fprintf(stderr, "postern scan: -c needs a FILE\n");
 				scan_usage(stderr);
-				return 2;
+				status = 2;
+				goto done;
 			}
-			if (scan_load_config(argv[++i], &o) < 0)
-				return 1;
+			if (scan_load_config(argv[++i], &o) < 0) {
+				status = 1;
+				goto done;
+			}
 		} else if (strcmp(argv[i], "--rules") == 0) {
 			if (i + 1 == argc) {
 				fprintf(stderr, "postern scan: --rules needs a FILE\n");
 				scan_usage(stderr);
-				return 2;
+				status = 2;
+				goto done;
 			}
 			o.rules_path = argv[++i];
+		} else if (strcmp(argv[i], "--bayes") == 0) {
+			if (i + 1 == argc) {
+				fprintf(stderr, "postern scan: --bayes needs a DB\n");
+				scan_usage(stderr);
+				status = 2;
+				goto done;
+			}
+			o.bayes_path = argv[++i];
 		} else if (strcmp(argv[i], "--") == 0) {
 			first = i + 1;
 		} else if (argv[i][0] == '-' && argv[i][1] != '\0') {
 			fprintf(stderr, "postern scan: unknown option '%s'\n", argv[i]);
 			scan_usage(stderr);
-			return 2;
+			status = 2;
+			goto done;
 		} else {
 			first = i;
 		}
@@ -288,18 +342,44 @@ int cli_scan(int argc, char **argv)
 	if (first == 0 || first >= argc) {
 		fprintf(stderr, "postern scan: no message to scan\n");
 		scan_usage(stderr);
-		return 2;
+		status = 2;
+		goto done;
 	}
+	if (o.rules_path == NULL && o.cfg != NULL)
+		o.rules_path = o.cfg->rules_file;
 	if (o.rules_path != NULL && (rules = rules_load(o.rules_path, rules_err, sizeof(rules_err))) == NULL) {
 		fprintf(stderr, "postern scan: %s\n", rules_err);
-		return 1;
+		status = 1;
+		goto done;
+	}
+	if (scan_virus_engine(o.cfg, &virus) < 0) {
+		rules_free(rules);
+		status = 1;
+		goto done;
+	}
+	if (o.bayes_path != NULL) {
+		struct bayes_store *store = bayes_store_open_sqlite(o.bayes_path, rules_err, sizeof(rules_err));
+
+		if (store == NULL) {
+			fprintf(stderr, "postern scan: %s\n", rules_err);
+			virus_engine_free(virus);
+			rules_free(rules);
+			status = 1;
+			goto done;
+		}
+		bayes = bayes_new(store, NULL);
 	}
 	mime_global_init();
-	p = scan_pipeline(rules);
+	p = scan_pipeline(virus, rules, bayes);
 	for (int i = first; i < argc; i++)
 		if (scan_one(p, argv[i], &o) != 0)
 			status = 1;
 	content_pipeline_free(p);
+	virus_engine_free(virus);
+	bayes_free(bayes);
 	mime_global_shutdown();
+done:
+	if (o.cfg != NULL)
+		config_unref(o.cfg);
 	return status;
 }

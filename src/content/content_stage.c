@@ -10,7 +10,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 #include <sys/mman.h>
 #include <unistd.h>
 
@@ -40,23 +39,6 @@ struct content_job {
 	void *arg;
 };
 
-static int content_action_parse(const char *name, enum content_action *out)
-{
-	static const struct { const char *name; enum content_action action; } names[] = {
-		{ "reject", CONTENT_REJECT }, { "drop", CONTENT_DROP },
-		{ "quarantine", CONTENT_QUARANTINE }, { "tag", CONTENT_TAG },
-		{ "clean", CONTENT_CLEAN }, { "defer", CONTENT_DEFER },
-	};
-
-	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
-		if (strcasecmp(name, names[i].name) == 0) {
-			*out = names[i].action;
-			return 0;
-		}
-	}
-	return -1;
-}
-
 /* Signatures load once; a config reload only rebuilds them when the directory changed. */
 static int content_stage_virus(struct postern *pt, const struct config *cfg, enum content_action action,
 			       char *err, size_t errlen)
@@ -71,6 +53,7 @@ static int content_stage_virus(struct postern *pt, const struct config *cfg, enu
 	o.action = action;
 	o.sample_percent = cfg->virus_sample_percent;
 	o.sample_hot_seconds = cfg->virus_hot_period;
+	o.pass_on_error = !cfg->virus_tempfail_on_error;
 	pt->virus = virus_engine_new(&o, e, sizeof(e));
 	if (pt->virus == NULL) {
 		snprintf(err, errlen, "[virus] database %s: %s", cfg->virus_database, e);
@@ -159,6 +142,26 @@ void content_stage_shutdown(struct postern *pt)
 	pt->virus = NULL;
 }
 
+/* Debug log: every symbol of the run, which the verdict line leaves out (sampling, scores). */
+static void content_log_symbols(const struct content_result *r)
+{
+	char symbols[1024];
+	size_t used = 0;
+
+	if (!log_enabled(LOG_LEVEL_DEBUG))
+		return;
+	symbols[0] = '\0';
+	for (size_t i = 0; i < r->results.count && used + 1 < sizeof(symbols); i++) {
+		int n = snprintf(symbols + used, sizeof(symbols) - used, "%s%s", used ? " " : "",
+				 r->results.items[i].symbol);
+
+		if (n < 0)
+			break;
+		used += (size_t)n;
+	}
+	log_debug("content symbols=\"%s\" action=%s", symbols, content_action_name(r->verdict.action));
+}
+
 /*
  * Worker thread: map the message and run every engine over it. The
  * envelope is not handed to the engines: the session may free it while
@@ -188,6 +191,8 @@ static void content_job_done(void *arg)
 {
 	struct content_job *job = arg;
 
+	if (job->scanned)
+		content_log_symbols(&job->result);
 	if (!job->detached) {
 		if (!job->scanned) {
 			/* The scan itself failed: an engine error, which defers. */
@@ -225,15 +230,35 @@ void content_job_detach(struct content_job *job)
 	job->detached = true;
 }
 
+/* Printable text only: a reply is one SMTP line. */
+static void content_reply_text(const char *in, char *out, size_t outlen)
+{
+	size_t j = 0;
+
+	for (size_t i = 0; in[i] != '\0' && j + 1 < outlen; i++)
+		out[j++] = (in[i] == '\r' || in[i] == '\n') ? ' ' : in[i];
+	out[j] = '\0';
+}
+
+static bool content_reply_has_code(const char *reply)
+{
+	return reply[0] >= '2' && reply[0] <= '5' && reply[1] >= '0' && reply[1] <= '9' &&
+	       reply[2] >= '0' && reply[2] <= '9' && (reply[3] == ' ' || reply[3] == '\0');
+}
+
+/* A rule's own reply wins; it may bring its code ("554 5.7.1 ...") or only the text. */
 void content_verdict_reply(const struct content_verdict *v, char *buf, size_t len)
 {
 	char reasons[400];
-	size_t i, j = 0;
+	char own[ENGINE_REPLY_MAX];
 
-	for (i = 0; v->reasons[i] != '\0' && j + 1 < sizeof(reasons); i++)
-		reasons[j++] = (v->reasons[i] == '\r' || v->reasons[i] == '\n') ? ' ' : v->reasons[i];
-	reasons[j] = '\0';
-	if (v->action == CONTENT_DEFER)
+	content_reply_text(v->reasons, reasons, sizeof(reasons));
+	content_reply_text(v->reply, own, sizeof(own));
+	if (own[0] != '\0' && content_reply_has_code(own))
+		snprintf(buf, len, "%s", own);
+	else if (own[0] != '\0')
+		snprintf(buf, len, "%s %s", v->action == CONTENT_DEFER ? "451 4.7.1" : "554 5.7.1", own);
+	else if (v->action == CONTENT_DEFER)
 		snprintf(buf, len, "451 4.7.1 Message deferred: %s", reasons);
 	else if (v->category == CATEGORY_VIRUS)
 		snprintf(buf, len, "554 5.7.0 Message rejected: virus found: %s", reasons);

@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "core/alloc.h"
 
@@ -88,6 +89,23 @@ const char *content_action_name(enum content_action a)
 	return "?";
 }
 
+int content_action_parse(const char *name, enum content_action *out)
+{
+	static const struct { const char *name; enum content_action action; } names[] = {
+		{ "reject", CONTENT_REJECT }, { "drop", CONTENT_DROP },
+		{ "quarantine", CONTENT_QUARANTINE }, { "tag", CONTENT_TAG },
+		{ "clean", CONTENT_CLEAN }, { "defer", CONTENT_DEFER },
+	};
+
+	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+		if (strcasecmp(name, names[i].name) == 0) {
+			*out = names[i].action;
+			return 0;
+		}
+	}
+	return -1;
+}
+
 const char *content_category_name(enum content_category c)
 {
 	switch (c) {
@@ -120,7 +138,8 @@ static void reasons_append(struct content_verdict *v, const char *reason)
 
 /*
  * The first result demanding the strongest action gives the category;
- * every result demanding that same action adds its reason.
+ * every result demanding that same action adds its reason, and the first
+ * of them with a reply of its own (a rule's) gives the reply.
  */
 void content_verdict_compute(const struct engine_results *r, struct content_verdict *v)
 {
@@ -134,9 +153,13 @@ void content_verdict_compute(const struct engine_results *r, struct content_verd
 			v->category = res->category;
 		}
 	}
-	for (size_t i = 0; i < r->count && v->action != CONTENT_NONE; i++)
-		if (r->items[i].action == v->action)
-			reasons_append(v, r->items[i].reason);
+	for (size_t i = 0; i < r->count && v->action != CONTENT_NONE; i++) {
+		if (r->items[i].action != v->action)
+			continue;
+		reasons_append(v, r->items[i].reason);
+		if (v->reply[0] == '\0' && r->items[i].reply[0] != '\0')
+			snprintf(v->reply, sizeof(v->reply), "%s", r->items[i].reply);
+	}
 	v->scl = content_scl(v->score);
 }
 

@@ -24,6 +24,7 @@ struct content_verdict {
 	enum content_action action;            /* strongest demanded, CONTENT_NONE if none */
 	enum content_category category;        /* of the result that demanded it */
 	char reasons[CONTENT_VERDICT_REASON_MAX]; /* "; "-joined reasons demanding `action` */
+	char reply[ENGINE_REPLY_MAX];          /* the first such result's own reply; "": the default */
 };
 
 /* Everything one run produced; the caller frees it with content_result_free. */
@@ -53,6 +54,8 @@ int content_scl(double score);
 /* reject > defer > quarantine > drop > clean > tag > none */
 int content_action_rank(enum content_action a);
 const char *content_action_name(enum content_action a);
+/* "reject", "defer", "quarantine", "drop", "clean", "tag" (any case); -1 for anything else. */
+int content_action_parse(const char *name, enum content_action *out);
 const char *content_category_name(enum content_category c);
 
 /* The "mime" engine: symbols for parser anomalies and dangerous attachments. */

@@ -527,7 +527,8 @@ static bool virus_check_one(struct virus_engine *ve, const unsigned char *data, 
 		log_info("virus found name=%s part=%s %s", r->name, part_name, r->version);
 		return true;
 	case VIRUS_ERROR:
-		virus_add_result(out, "VIRUS_ERROR", 0, CONTENT_DEFER, part,
+		virus_add_result(out, "VIRUS_ERROR", 0,
+				 ve->opts.pass_on_error ? CONTENT_NONE : CONTENT_DEFER, part,
 				 "cannot scan %s: %s", part_name, r->name);
 		log_warn("scan failed part=%s: %s", part_name, r->name);
 		return false;

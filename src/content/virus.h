@@ -57,6 +57,7 @@ struct virus_options {
 	unsigned max_files;                 /* files per archive; 0: default */
 	bool alert_exceeds_max;             /* a message over the limits is a virus */
 	bool alert_encrypted;               /* encrypted archives/documents are viruses */
+	bool pass_on_error;                 /* a part that cannot be scanned: pass, not defer */
 	enum content_action action;         /* CONTENT_NONE: CONTENT_REJECT */
 	unsigned sample_percent;            /* 0 or >= 100: scan every message */
 	unsigned sample_hot_seconds;        /* 0: VIRUS_DEFAULT_HOT_SECONDS */
@@ -100,7 +101,8 @@ unsigned virus_engine_reloads(struct virus_engine *ve);
  *                   reason "<virus name> in <part name>";
  *   VIRUS_SCANNED   score 0, reason "signatures <version>" (the X-header);
  *   VIRUS_SKIPPED   score 0, the message was sampled out;
- *   VIRUS_ERROR     CONTENT_DEFER, a part could not be scanned.
+ *   VIRUS_ERROR     a part could not be scanned: CONTENT_DEFER, or
+ *                   CONTENT_NONE with pass_on_error.
  * The content engine does not own ve: the caller keeps it (reload timer)
  * and frees it after the pipeline.
  */

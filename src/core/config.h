@@ -300,6 +300,8 @@ struct config {
 	unsigned virus_reload_check;  /* seconds between looks at the signature directory */
 	/* [rules] */
 	char *rules_file;
+	/* [quarantine] */
+	unsigned quarantine_expire;   /* seconds a held message waits for the operator, then deleted */
 };
 
 /* A precise error: "file:line: [section] key: why"; empty parts are left out. */

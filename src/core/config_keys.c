@@ -290,6 +290,8 @@ const struct config_key config_keys[] = {
 	    "how often the signature directory is looked at for new signatures"),
 	KEY("rules", "file", CONFIG_PATH, rules_file, 1, 4095, NULL,
 	    "content filter rules (see docs/rules.md); none by default"),
+	KEY("quarantine", "expire", CONFIG_DURATION, quarantine_expire, 1, 365 * DAY, "30d",
+	    "a quarantined message not released within this long is deleted"),
 
 	{ "domain", true, "hosts", CONFIG_HOSTPORT_LIST, offsetof(struct relay_domain, hosts),
 	  offsetof(struct relay_domain, nhosts), 1, 64, NULL, CONFIG_KEY_REQUIRED,

@@ -22,6 +22,7 @@ struct policy;
 struct policy_state;
 struct content_stage;
 struct virus_engine;
+struct quarantine;
 
 struct postern_stats {
 	uint64_t sessions_total;
@@ -52,6 +53,7 @@ struct postern {
 	struct content_stage *content; /* current content pipeline; scans hold their own reference */
 	struct virus_engine *virus;    /* signatures stay loaded across config reloads */
 	struct event *virus_reload;    /* looks at the signature directory for changes */
+	struct quarantine *quarantine; /* held messages' metadata and their expiry */
 	struct postern_stats stats;
 	time_t started;
 	char *config_path;

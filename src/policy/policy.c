@@ -322,6 +322,8 @@ void policy_facts_free(struct policy_facts *f)
 {
 	free(f->ptr_name);
 	free(f->received_spf);
+	free(f->hop_helo);
 	f->ptr_name = NULL;
 	f->received_spf = NULL;
+	f->hop_helo = NULL;
 }

@@ -8,7 +8,9 @@
  *   MAIL     after MAIL FROM: sender lists, RHSBL, SPF, sender rate
  *   RCPT     after each RCPT TO: recipient validation, tarpit, greylisting,
  *            a DNSBL hit deferred to RCPT
- *   DATA     at the end of DATA, before the content stage: subject rate
+ *   DATA     at the end of DATA, before the content stage: subject rate;
+ *            for mail through [perimeter] relays, the connection rate,
+ *            DNSBL and SPF of the first untrusted Received hop
  *
  * An engine answers PASS (go on), TAG (add a symbol and score, go on),
  * DEFER (4xx), REJECT (5xx), or ACCEPT (an allow list matched: the later
@@ -70,6 +72,10 @@ struct policy_facts {
 	struct sockaddr_storage client;  /* the judged client (perimeter may replace it) */
 	socklen_t client_len;
 	char client_addr[INET6_ADDRSTRLEN];
+	char conn_addr[INET6_ADDRSTRLEN];  /* the connecting client, whoever is judged */
+	bool via_perimeter;              /* the connecting client is one of [perimeter] relays */
+	bool perimeter_hop;              /* at DATA: client is the first untrusted Received hop */
+	char *hop_helo;                  /* that hop's HELO as its relay recorded it, or NULL */
 	enum policy_direction direction; /* INBOUND or OUTBOUND for this session */
 	bool allowlisted;                /* an allow list matched: skip legitimacy checks */
 	bool tls;

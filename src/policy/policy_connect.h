@@ -28,10 +28,12 @@ struct policy_state;
  * host itself and is skipped. Understands Postfix/Sendmail "(name
  * [1.2.3.4])", Exim "([1.2.3.4]:port helo=x)" and "[1.2.3.4]", IPv6
  * "[IPv6:2001:db8::1]", Exchange and qmail "(1.2.3.4)".
- * 1 with *out set, 0 when every hop is trusted or none can be read.
+ * 1 with *out set, 0 when every hop is trusted or none can be read. With
+ * helo (may be NULL), also the name that client gave in HELO as its relay
+ * recorded it ("" when the hop does not show one it can be trusted with).
  */
 int perimeter_find_client(const char *headers, size_t len, const struct cidr_list *relays,
-			  struct sockaddr_storage *out);
+			  struct sockaddr_storage *out, char *helo, size_t helolen);
 
 /*
  * For tests: (re)create the connection-rate table of st from cfg's

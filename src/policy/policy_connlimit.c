@@ -14,6 +14,12 @@
  * Every connection attempt counts against the rate, refused ones
  * included, so a client that hammers while banned keeps extending its
  * ban up to ban_max.
+ *
+ * A [perimeter] relay is our own infrastructure: its sessions take no
+ * slot and do not count. Each message it brings instead counts, at the
+ * end of DATA, as a connection of the first untrusted Received hop,
+ * under the same "ip:ADDR" key as that host's direct connections; a
+ * refusal then answers that message only and keeps the relay connected.
  */
 #define LOG_MODULE "policy"
 #include "policy/policy_engine.h"
@@ -34,11 +40,12 @@
 struct connlimit {
 	const struct config *cfg;
 	struct policy_state *st;
+	bool at_data;                  /* the perimeter hop's instance */
 };
 
-static void connlimit_key(const struct policy_facts *f, char *key, size_t keylen)
+static void connlimit_key(const char *addr, char *key, size_t keylen)
 {
-	snprintf(key, keylen, "ip:%s", f->client_addr);
+	snprintf(key, keylen, "ip:%s", addr);
 }
 
 static void connlimit_rate_params(const struct config *cfg, struct ratelimit_params *p)
@@ -52,22 +59,27 @@ static void connlimit_rate_params(const struct config *cfg, struct ratelimit_par
 	p->max_keys = CONNLIMIT_MAX_KEYS;
 }
 
-/* The answer under [connlimit] action; text follows the code. */
-static void connlimit_verdict(const struct config *cfg, struct policy_facts *f,
+/*
+ * The answer under [connlimit] action; text follows the code. At connect
+ * the session ends; at DATA only the message is refused.
+ */
+static void connlimit_verdict(const struct connlimit *cl, struct policy_facts *f,
 			      struct policy_result *res, const char *symbol, const char *text)
 {
+	const struct config *cfg = cl->cfg;
 	struct engine_result *r;
 
 	snprintf(res->engine, sizeof(res->engine), "connlimit");
 	switch (cfg->connlimit.action) {
 	case POLICY_ACTION_DEFER:
 		res->verdict = POLICY_DEFER;
-		res->disconnect = true;
-		snprintf(res->reply, sizeof(res->reply), "421 4.7.0 %s", text);
+		res->disconnect = !cl->at_data;
+		snprintf(res->reply, sizeof(res->reply), "%s %s", cl->at_data ? "451 4.7.1" : "421 4.7.0",
+			 text);
 		break;
 	case POLICY_ACTION_REJECT:
 		res->verdict = POLICY_REJECT;
-		res->disconnect = true;
+		res->disconnect = !cl->at_data;
 		snprintf(res->reply, sizeof(res->reply), "554 5.7.1 %s", text);
 		break;
 	case POLICY_ACTION_TAG:
@@ -89,18 +101,22 @@ static bool connlimit_rate_refuses(struct connlimit *cl, struct policy_facts *f,
 				   struct policy_result *res, const char *key)
 {
 	struct ratelimit_state rs;
-	char text[128];
+	char who[INET6_ADDRSTRLEN + 16], text[160];
 
 	if (cl->cfg->conn_rate == 0 || cl->st->conn_rate == NULL)
 		return false;
 	if (ratelimit_hit(cl->st->conn_rate, key, &rs) == RATELIMIT_ALLOW)
 		return false;
-	if (rs.ban_left > 0)
-		snprintf(text, sizeof(text),
-			 "Too many connections from your address, try again in %u seconds", rs.ban_left);
+	if (cl->at_data)
+		snprintf(who, sizeof(who), "[%s]", f->client_addr);
 	else
-		snprintf(text, sizeof(text), "Too many connections from your address, try again later");
-	connlimit_verdict(cl->cfg, f, res, "CONNLIMIT_RATE", text);
+		snprintf(who, sizeof(who), "your address");
+	if (rs.ban_left > 0)
+		snprintf(text, sizeof(text), "Too many connections from %s, try again in %u seconds", who,
+			 rs.ban_left);
+	else
+		snprintf(text, sizeof(text), "Too many connections from %s, try again later", who);
+	connlimit_verdict(cl, f, res, "CONNLIMIT_RATE", text);
 	return true;
 }
 
@@ -111,19 +127,21 @@ static int connlimit_check(void *state, struct policy_facts *f, struct policy_re
 	char key[CONNLIMIT_KEY_MAX];
 	unsigned current = 0;
 
-	connlimit_key(f, key, sizeof(key));
+	if (f->via_perimeter)
+		return 0;
+	connlimit_key(f->conn_addr, key, sizeof(key));
 	if (connlimit_rate_refuses(cl, f, res, key))
 		return 0;
 	if (cl->cfg->max_per_ip == 0 || f->conn_slot_held)
 		return 0;
 	if (!ratelimit_conc_acquire(cl->st->conn_conc, key, &current)) {
-		connlimit_verdict(cl->cfg, f, res, "CONNLIMIT_CONCURRENCY",
+		connlimit_verdict(cl, f, res, "CONNLIMIT_CONCURRENCY",
 				  "Too many connections from your address");
 		return 0;
 	}
 	if (current > cl->cfg->max_per_ip) {
 		ratelimit_conc_release(cl->st->conn_conc, key);
-		connlimit_verdict(cl->cfg, f, res, "CONNLIMIT_CONCURRENCY",
+		connlimit_verdict(cl, f, res, "CONNLIMIT_CONCURRENCY",
 				  "Too many connections from your address");
 		return 0;
 	}
@@ -131,7 +149,21 @@ static int connlimit_check(void *state, struct policy_facts *f, struct policy_re
 	return 0;
 }
 
-/* The slot is released under the address it was taken for: client_addr must not change before. */
+/* A message through a perimeter relay counts as a connection of its first untrusted hop. */
+static int connlimit_hop_check(void *state, struct policy_facts *f, struct policy_result *res,
+			       policy_done_cb done, void *arg, void **handle)
+{
+	struct connlimit *cl = state;
+	char key[CONNLIMIT_KEY_MAX];
+
+	if (!f->perimeter_hop)
+		return 0;
+	connlimit_key(f->client_addr, key, sizeof(key));
+	connlimit_rate_refuses(cl, f, res, key);
+	return 0;
+}
+
+/* The slot is released under the connecting address it was taken for, whoever was judged since. */
 static void connlimit_session_end(void *state, struct policy_facts *f)
 {
 	struct connlimit *cl = state;
@@ -139,7 +171,7 @@ static void connlimit_session_end(void *state, struct policy_facts *f)
 
 	if (!f->conn_slot_held)
 		return;
-	connlimit_key(f, key, sizeof(key));
+	connlimit_key(f->conn_addr, key, sizeof(key));
 	ratelimit_conc_release(cl->st->conn_conc, key);
 	f->conn_slot_held = false;
 }
@@ -207,6 +239,17 @@ int policy_connlimit_build(struct policy_build *b)
 	cl->st = b->state;
 	e.state = cl;
 	policy_build_add(b, &e);
+	if (b->cfg->conn_rate > 0 && b->cfg->perimeter_relays.count > 0) {
+		cl = xcalloc(1, sizeof(*cl));
+		cl->cfg = b->cfg;
+		cl->st = b->state;
+		cl->at_data = true;
+		e.stage = POLICY_STAGE_DATA;
+		e.state = cl;
+		e.check = connlimit_hop_check;
+		e.session_end = NULL;
+		policy_build_add(b, &e);
+	}
 	return 0;
 }
 

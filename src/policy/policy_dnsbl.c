@@ -9,6 +9,11 @@
  * Senders whitelisted by whitelist_senders then still get through, and
  * the log shows who the client wanted to reach.
  *
+ * Mail through a [perimeter] relay is not judged by the relay's address:
+ * the connect instance lets such sessions pass, and a DATA instance asks
+ * the lists about the first untrusted Received hop the session found,
+ * refusing that message (never the relay's session) on a hit.
+ *
  * The deadline is [dnsbl] timeout when the context is first made; lists
  * that have not answered by then count as not listed, so a dead list
  * never stalls a session. A later change of timeout takes effect at the
@@ -34,6 +39,13 @@
 #define DNSBL_NEG_TTL 60
 #define DNSBL_MAX_TTL 3600
 
+/* What an engine instance asks the lists about. */
+enum bl_mode {
+	BL_CONNECT,                    /* the connecting client's address */
+	BL_PERIMETER_HOP,              /* at DATA, the first untrusted Received hop's address */
+	BL_SENDER_DOMAIN,              /* RHSBL at MAIL */
+};
+
 /* One engine: the lists of one kind, converted from the config once per policy. */
 struct bl_engine {
 	const struct config *cfg;
@@ -42,7 +54,7 @@ struct bl_engine {
 	const char *kind;              /* "dnsbl" or "rhsbl": engine name and symbol prefix */
 	struct dnsbl_list *lists;
 	size_t nlists;
-	bool at_connect;               /* DNSBL (else RHSBL at MAIL) */
+	enum bl_mode mode;
 };
 
 /* One check in flight. */
@@ -168,7 +180,7 @@ static void bl_reply_text(const struct bl_engine *eng, const struct policy_facts
 	if (l->reply_template != NULL &&
 	    dnsbl_format_reply(l->reply_template, f->client_addr, l->name, l->zone, out, outlen) == 0)
 		return;
-	if (eng->at_connect)
+	if (eng->mode != BL_SENDER_DOMAIN)
 		snprintf(out, outlen, "554 5.7.1 Service unavailable; client [%s] blocked using %s",
 			 f->client_addr, l->zone);
 	else
@@ -217,7 +229,7 @@ static void bl_judge_hit(const struct bl_engine *eng, struct policy_facts *f,
 	switch (action) {
 	case POLICY_ACTION_REJECT:
 	case POLICY_ACTION_DEFER:
-		if (eng->at_connect && eng->cfg->dnsbl_reject_at_rcpt) {
+		if (eng->mode == BL_CONNECT && eng->cfg->dnsbl_reject_at_rcpt) {
 			struct policy_result later;
 
 			memset(&later, 0, sizeof(later));
@@ -230,7 +242,7 @@ static void bl_judge_hit(const struct bl_engine *eng, struct policy_facts *f,
 			return;
 		}
 		bl_set_refusal(action, reply, res);
-		res->disconnect = eng->at_connect;
+		res->disconnect = eng->mode == BL_CONNECT;
 		return;
 	case POLICY_ACTION_TAG:
 		res->verdict = POLICY_TAG;
@@ -239,7 +251,7 @@ static void bl_judge_hit(const struct bl_engine *eng, struct policy_facts *f,
 		return;
 	case POLICY_ACTION_IGNORE:
 		log_info("%s: %s listed at %s (action ignore)", eng->kind,
-			 eng->at_connect ? f->client_addr : f->sender, hit->list->zone);
+			 eng->mode == BL_SENDER_DOMAIN ? f->sender : f->client_addr, hit->list->zone);
 		return;
 	}
 }
@@ -269,14 +281,15 @@ static int bl_check(void *state, struct policy_facts *f, struct policy_result *r
 	struct bl_job *job;
 	const char *at;
 
-	if (eng->st->dnsbl == NULL)
+	if (eng->st->dnsbl == NULL || (eng->mode == BL_CONNECT && f->via_perimeter) ||
+	    (eng->mode == BL_PERIMETER_HOP && !f->perimeter_hop))
 		return 0;
 	job = xcalloc(1, sizeof(*job));
 	job->eng = eng;
 	job->f = f;
 	job->done = done;
 	job->arg = arg;
-	if (eng->at_connect) {
+	if (eng->mode != BL_SENDER_DOMAIN) {
 		job->check = dnsbl_check_ip(eng->st->dnsbl, eng->lists, eng->nlists,
 					    (const struct sockaddr *)&f->client, bl_on_result, job);
 	} else if (f->sender != NULL && (at = strrchr(f->sender, '@')) != NULL) {
@@ -333,12 +346,17 @@ static void bl_ensure_context(struct policy_build *b)
 }
 
 static int bl_add_engine(struct policy_build *b, const char *kind, const struct dnsbl_spec *specs,
-			 size_t n, const struct policy_common *common, enum policy_stage stage)
+			 size_t n, const struct policy_common *common, enum bl_mode mode)
 {
+	static const enum policy_stage stages[] = {
+		[BL_CONNECT] = POLICY_STAGE_CONNECT,
+		[BL_PERIMETER_HOP] = POLICY_STAGE_DATA,
+		[BL_SENDER_DOMAIN] = POLICY_STAGE_MAIL,
+	};
 	struct bl_engine *eng = xcalloc(1, sizeof(*eng));
 	struct policy_engine e = {
 		.name = kind,
-		.stage = stage,
+		.stage = stages[mode],
 		.common = common,
 		.legitimacy = true,
 		.state = eng,
@@ -351,7 +369,7 @@ static int bl_add_engine(struct policy_build *b, const char *kind, const struct 
 	eng->st = b->state;
 	eng->common = common;
 	eng->kind = kind;
-	eng->at_connect = stage == POLICY_STAGE_CONNECT;
+	eng->mode = mode;
 	if (bl_lists_from_specs(specs, n, kind, eng, b->err, b->errlen) < 0) {
 		bl_engine_free(eng);
 		return -1;
@@ -379,14 +397,16 @@ int policy_dnsbl_build(struct policy_build *b)
 	}
 	bl_ensure_context(b);
 	if (cfg->ndnsbls > 0) {
-		if (bl_add_engine(b, "dnsbl", cfg->dnsbls, cfg->ndnsbls, &cfg->dnsbl,
-				  POLICY_STAGE_CONNECT) < 0)
+		if (bl_add_engine(b, "dnsbl", cfg->dnsbls, cfg->ndnsbls, &cfg->dnsbl, BL_CONNECT) < 0)
 			return -1;
 		if (cfg->dnsbl_reject_at_rcpt)
 			policy_build_add(b, &rcpt);
+		if (cfg->perimeter_relays.count > 0 &&
+		    bl_add_engine(b, "dnsbl", cfg->dnsbls, cfg->ndnsbls, &cfg->dnsbl, BL_PERIMETER_HOP) < 0)
+			return -1;
 	}
 	if (cfg->nrhsbls > 0 &&
-	    bl_add_engine(b, "rhsbl", cfg->rhsbls, cfg->nrhsbls, &cfg->rhsbl, POLICY_STAGE_MAIL) < 0)
+	    bl_add_engine(b, "rhsbl", cfg->rhsbls, cfg->nrhsbls, &cfg->rhsbl, BL_SENDER_DOMAIN) < 0)
 		return -1;
 	return 0;
 }

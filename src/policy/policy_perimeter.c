@@ -6,18 +6,21 @@
  *
  * The parser is here; the facts do not carry the message, so the session
  * calls perimeter_find_client at DATA with the header block and replaces
- * the judged client. The constructor adds no engine: there is nothing to
- * check before the headers are in.
+ * the judged client; the DATA-stage instances of the connlimit, DNSBL and
+ * SPF engines then judge that hop. The constructor adds no engine.
  *
  * Each Received header is read up to its " by " clause (or the ';' date),
  * outside comments' nesting only so far as needed to find the client
- * address. Candidates, best first:
+ * address and the name it gave in HELO. Address candidates, best first:
  *   1. an address in brackets inside a comment: "from helo (rdns [1.2.3.4])"
  *      (Postfix, Sendmail), "([1.2.3.4]:25 helo=x)" (Exim) — a bracketed
  *      HELO at the top level is what the client claimed, not its address;
  *   2. an address in brackets at the top level: "from [1.2.3.4] (helo=x)"
  *      (Exim when there is no reverse name);
  *   3. a bare address as a whole comment: "(1.2.3.4)" (Exchange, qmail).
+ * The HELO name: "helo=x" (Exim) or "(HELO x)" (qmail) where the relay
+ * says so, else the name right after "from" (Postfix, Sendmail, Exchange
+ * write the HELO there).
  */
 #define LOG_MODULE "policy"
 #include "policy/policy_engine.h"
@@ -33,6 +36,7 @@
 
 #define PERIMETER_HEADER_MAX 4096    /* one unfolded Received header */
 #define PERIMETER_ADDR_MAX 64
+#define PERIMETER_HELO_LABEL_LEN 5   /* "helo=" (Exim), "HELO " (qmail) */
 
 /* Parse an IPv4 or IPv6 text ("IPv6:" prefix allowed) into ss. */
 static bool perimeter_parse_addr(const char *text, size_t len, struct sockaddr_storage *ss)
@@ -134,6 +138,57 @@ static bool perimeter_hop_client(const char *v, size_t len, struct sockaddr_stor
 	return have_top || have_bare;
 }
 
+/* A HELO name we pass on to SPF: a host name or an address literal, nothing else. */
+static bool perimeter_helo_char(char c)
+{
+	return isalnum((unsigned char)c) || c == '.' || c == '-' || c == '_' || c == '[' || c == ']' ||
+	       c == ':';
+}
+
+/* The name at s, up to a blank or a parenthesis, into helo if it can be a HELO name. */
+static bool perimeter_copy_helo(const char *s, const char *end, char *helo, size_t helolen)
+{
+	size_t n = 0;
+
+	while (s + n < end && !isspace((unsigned char)s[n]) && s[n] != '(' && s[n] != ')')
+		n++;
+	if (n == 0 || n >= helolen)
+		return false;
+	for (size_t i = 0; i < n; i++) {
+		if (!perimeter_helo_char(s[i]))
+			return false;
+	}
+	memcpy(helo, s, n);
+	helo[n] = '\0';
+	return true;
+}
+
+/*
+ * The HELO name of one unfolded Received value's "from" part: where the
+ * relay labels it ("helo=x", "(HELO x)") that wins, since the name after
+ * "from" is then the reverse DNS name; "" when there is none.
+ */
+static void perimeter_hop_helo(const char *v, size_t len, char *helo, size_t helolen)
+{
+	size_t end = perimeter_from_len(v, len);
+	const char *p = v, *stop = v + end;
+
+	helo[0] = '\0';
+	for (size_t i = 0; i + PERIMETER_HELO_LABEL_LEN < end; i++) {
+		if ((strncasecmp(v + i, "helo=", PERIMETER_HELO_LABEL_LEN) == 0 ||
+		     (strncasecmp(v + i, "HELO ", PERIMETER_HELO_LABEL_LEN) == 0 && i > 0 && v[i - 1] == '(')) &&
+		    perimeter_copy_helo(v + i + PERIMETER_HELO_LABEL_LEN, stop, helo, helolen))
+			return;
+	}
+	while (p < stop && isspace((unsigned char)*p))
+		p++;
+	if (stop - p < 5 || strncasecmp(p, "from", 4) != 0 || !isspace((unsigned char)p[4]))
+		return;
+	for (p += 5; p < stop && isspace((unsigned char)*p); p++)
+		;
+	perimeter_copy_helo(p, stop, helo, helolen);
+}
+
 /* Unfold the value of the header at h (name included) into buf; returns where the next header starts. */
 static const char *perimeter_unfold(const char *h, const char *end, char *buf, size_t buflen,
 				    size_t *outlen)
@@ -163,12 +218,16 @@ static const char *perimeter_unfold(const char *h, const char *end, char *buf, s
 }
 
 int perimeter_find_client(const char *headers, size_t len, const struct cidr_list *relays,
-			  struct sockaddr_storage *out)
+			  struct sockaddr_storage *out, char *helo, size_t helolen)
 {
-	const char *p = headers, *end = headers + len;
+	const char *p, *end;
 	char buf[PERIMETER_HEADER_MAX];
 	unsigned hops = 0;
 
+	if (headers == NULL)
+		return 0;
+	p = headers;
+	end = headers + len;
 	while (p < end && *p != '\r' && *p != '\n' && hops < PERIMETER_MAX_HOPS) {
 		size_t n;
 		struct sockaddr_storage ss;
@@ -181,6 +240,8 @@ int perimeter_find_client(const char *headers, size_t len, const struct cidr_lis
 			continue;
 		if (!cidr_list_contains(relays, (const struct sockaddr *)&ss)) {
 			*out = ss;
+			if (helo != NULL)
+				perimeter_hop_helo(buf + 9, n - 9, helo, helolen);
 			return 1;
 		}
 	}

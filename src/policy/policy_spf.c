@@ -10,6 +10,11 @@
  * negative score, a hint for the content stage that the sender is not
  * forged. With [spf] header the Received-SPF header is left in the facts
  * for the session to add to the message.
+ *
+ * A [perimeter] relay is not who SPF is about: for its sessions the MAIL
+ * instance passes, and a DATA instance checks the envelope sender against
+ * the first untrusted Received hop, with the HELO that hop gave (as its
+ * relay recorded it; the session's HELO when it did not).
  */
 #define LOG_MODULE "policy"
 #include "core/log.h"
@@ -33,6 +38,7 @@
 struct spf_engine {
 	struct postern *pt;
 	const struct config *cfg;
+	bool perimeter_hop;         /* the DATA instance */
 };
 
 struct spf_job {
@@ -204,17 +210,22 @@ static int spf_policy_check(void *state, struct policy_facts *f, struct policy_r
 {
 	struct spf_engine *e = state;
 	const struct sockaddr *client = (const struct sockaddr *)&f->client;
+	const char *helo = f->helo;
 	struct spf_job *j;
 
+	if (e->perimeter_hop ? !f->perimeter_hop : f->via_perimeter)
+		return 0;
 	if (f->sender == NULL || e->pt->dns == NULL ||
 	    (client->sa_family != AF_INET && client->sa_family != AF_INET6))
 		return 0;
+	if (e->perimeter_hop && f->hop_helo != NULL)
+		helo = f->hop_helo;
 	j = xcalloc(1, sizeof(*j));
 	j->e = e;
 	j->f = f;
 	j->done = done;
 	j->arg = arg;
-	j->req = spf_check(e->pt->base, e->pt->dns, client, f->helo, f->sender, e->cfg->hostname,
+	j->req = spf_check(e->pt->base, e->pt->dns, client, helo, f->sender, e->cfg->hostname,
 			   spf_on_done, j);
 	*handle = j;
 	return 1;
@@ -228,19 +239,17 @@ static void spf_policy_cancel(void *state, void *handle)
 	free(j);
 }
 
-int policy_spf_build(struct policy_build *b)
+static void spf_add_engine(struct policy_build *b, bool perimeter_hop)
 {
-	struct spf_engine *e;
+	struct spf_engine *e = xcalloc(1, sizeof(*e));
 	struct policy_engine pe;
 
-	if (!b->cfg->spf.enabled)
-		return 0;
-	e = xcalloc(1, sizeof(*e));
 	e->pt = b->pt;
 	e->cfg = b->cfg;
+	e->perimeter_hop = perimeter_hop;
 	pe = (struct policy_engine){
 		.name = SPF_ENGINE,
-		.stage = POLICY_STAGE_MAIL,
+		.stage = perimeter_hop ? POLICY_STAGE_DATA : POLICY_STAGE_MAIL,
 		.common = &b->cfg->spf,
 		.legitimacy = true,
 		.state = e,
@@ -249,5 +258,14 @@ int policy_spf_build(struct policy_build *b)
 		.free = free,
 	};
 	policy_build_add(b, &pe);
+}
+
+int policy_spf_build(struct policy_build *b)
+{
+	if (!b->cfg->spf.enabled)
+		return 0;
+	spf_add_engine(b, false);
+	if (b->cfg->perimeter_relays.count > 0)
+		spf_add_engine(b, true);
 	return 0;
 }

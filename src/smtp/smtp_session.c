@@ -32,12 +32,15 @@
 #include <event2/event.h>
 
 #include "content/content_stage.h"
+#include "content/clean.h"
 #include "content/engine.h"
 #include "content/marks.h"
 #include "core/alloc.h"
 #include "core/context.h"
 #include "core/workpool.h"
 #include "policy/policy.h"
+#include "policy/policy_connect.h"
+#include "queue/quarantine.h"
 #include "queue/queue.h"
 #include "queue/spool.h"
 #include "smtp/auth.h"
@@ -94,6 +97,7 @@ struct session_async {
 	struct postern *pt;
 	struct envelope *env;           /* commit: handed to the queue on success */
 	bool hold;                      /* commit: quarantined, held for the operator */
+	struct content_verdict *verdict; /* commit: why it was quarantined, for the quarantine store */
 	struct sasl_credentials cred;   /* auth: wiped when done */
 	char *hash;
 	bool ok;
@@ -185,6 +189,23 @@ static void session_reply_error(struct smtp_session *s, const struct smtp_error 
 	session_reply(s, "%d %s %s", e->code, e->enhanced, e->text);
 }
 
+static bool session_may_relay(const struct smtp_session *s);
+
+/* The transaction is over: the connecting client is the judged one again. */
+static void session_forget_perimeter_hop(struct smtp_session *s)
+{
+	struct policy_facts *f = &s->facts;
+
+	if (!f->perimeter_hop)
+		return;
+	memcpy(&f->client, &s->client_sa, sizeof(f->client));
+	memcpy(f->client_addr, s->client_addr, sizeof(f->client_addr));
+	f->direction = session_may_relay(s) ? POLICY_DIR_OUTBOUND : POLICY_DIR_INBOUND;
+	f->perimeter_hop = false;
+	free(f->hop_helo);
+	f->hop_helo = NULL;
+}
+
 static void session_txn_reset(struct smtp_session *s)
 {
 	if (s->writer != NULL) {
@@ -208,6 +229,7 @@ static void session_txn_reset(struct smtp_session *s)
 	s->facts.headers_len = 0;
 	free(s->facts.received_spf);
 	s->facts.received_spf = NULL;
+	session_forget_perimeter_hop(s);
 	s->data_size = 0;
 	s->data_too_big = false;
 	s->bdat_used = false;
@@ -1005,6 +1027,9 @@ static int session_open_message(struct smtp_session *s)
 	if (s->facts.received_spf != NULL) {
 		spool_writer_write(s->writer, s->facts.received_spf, strlen(s->facts.received_spf));
 		spool_writer_write(s->writer, "\r\n", 2);
+		/* Written: one that appears later comes from the DATA stage. */
+		free(s->facts.received_spf);
+		s->facts.received_spf = NULL;
 	}
 	strbuf_init(&s->headers, SESSION_HEADERS_MAX);
 	s->in_headers = true;
@@ -1067,13 +1092,19 @@ static void session_commit_done(void *arg, int error)
 			 id, s ? (unsigned long long)s->id : 0ULL, a->env->client_addr, a->env->sender,
 			 a->env->nrcpts, (unsigned long long)a->env->size);
 		a->pt->stats.messages_accepted++;
+		/* A quarantined envelope is committed held: queue_add keeps it on hold. */
 		queue_add(a->pt->queue, a->env);
-		if (a->hold && queue_hold(a->pt->queue, id) == 0)
+		if (a->hold) {
 			log_info("quarantine queue_id=%s held for the operator", id);
+			if (a->verdict != NULL)
+				quarantine_record(a->pt, a->env, content_category_name(a->verdict->category),
+						  a->verdict->reasons, a->verdict->score, a->verdict->scl);
+		}
 	} else {
 		log_error("spool queue_id=%s: commit failed: %s", id, strerror(error));
 		envelope_free(a->env);
 	}
+	free(a->verdict);
 	free(a);
 	if (s == NULL)
 		return;
@@ -1116,6 +1147,38 @@ static char *session_find_subject(const struct strbuf *h)
 	return NULL;
 }
 
+/*
+ * Mail from a [perimeter] relay: from here to the end of the transaction
+ * the engines judge the first Received hop outside the relays (and its
+ * HELO), as inbound mail unless that host is trusted itself. When every
+ * hop is trusted the message came from inside: nothing to judge.
+ */
+static void session_judge_perimeter_hop(struct smtp_session *s)
+{
+	struct policy_facts *f = &s->facts;
+	struct sockaddr_storage hop;
+	char helo[256] = "";
+	const void *a;
+
+	if (perimeter_find_client(s->headers.data, s->headers.len, &s->cfg->perimeter_relays, &hop, helo,
+				  sizeof(helo)) != 1) {
+		log_debug("perimeter session=%llu relay=%s: every Received hop is trusted",
+			  (unsigned long long)s->id, s->client_addr);
+		return;
+	}
+	a = hop.ss_family == AF_INET ? (const void *)&((struct sockaddr_in *)&hop)->sin_addr
+				     : (const void *)&((struct sockaddr_in6 *)&hop)->sin6_addr;
+	memcpy(&f->client, &hop, sizeof(f->client));
+	inet_ntop(hop.ss_family, a, f->client_addr, sizeof(f->client_addr));
+	f->hop_helo = helo[0] ? xstrdup(helo) : NULL;
+	f->perimeter_hop = true;
+	if (s->auth_user == NULL &&
+	    !cidr_list_contains(&s->cfg->trusted_networks, (const struct sockaddr *)&hop))
+		f->direction = POLICY_DIR_INBOUND;
+	log_info("perimeter session=%llu relay=%s client=%s helo=%s", (unsigned long long)s->id,
+		 s->client_addr, f->client_addr, helo[0] ? helo : "-");
+}
+
 /* The whole message is in: check what the decoder saw, then the DATA stage. */
 static void session_end_of_message(struct smtp_session *s)
 {
@@ -1143,6 +1206,8 @@ static void session_end_of_message(struct smtp_session *s)
 	s->facts.subject = s->subject;
 	s->facts.headers = s->headers.data;
 	s->facts.headers_len = s->headers.len;
+	if (s->facts.via_perimeter)
+		session_judge_perimeter_hop(s);
 	session_pending_start(s, PENDING_DATA);
 	session_run_stage(s, POLICY_STAGE_DATA);
 }
@@ -1169,6 +1234,8 @@ static void session_commit_message(struct smtp_session *s, bool hold)
 	a->pt = s->pt;
 	a->hold = hold;
 	a->env = s->env;
+	/* The hold is part of the commit, so no crash can deliver a quarantined message. */
+	a->env->held = hold;
 	s->env = NULL;
 	s->async = a;
 	s->state = SESSION_WAITING;
@@ -1176,6 +1243,28 @@ static void session_commit_message(struct smtp_session *s, bool hold)
 	spool_commit(s->pt->spool, s->writer, a->env, session_commit_done, a);
 	s->writer = NULL;
 	session_txn_reset(s);
+}
+
+/* Up to max bytes of the message written so far, read back from the spool; NULL on error. */
+static unsigned char *session_read_back(struct smtp_session *s, size_t max, size_t *len)
+{
+	int fd = spool_writer_open_read(s->writer);
+	unsigned char *buf;
+	size_t got = 0;
+	ssize_t n = 0;
+
+	if (fd < 0)
+		return NULL;
+	buf = xmalloc(max + 1);
+	while (got < max && (n = pread(fd, buf + got, max - got, (off_t)got)) > 0)
+		got += (size_t)n;
+	close(fd);
+	if (n < 0) {
+		free(buf);
+		return NULL;
+	}
+	*len = got;
+	return buf;
 }
 
 /*
@@ -1191,20 +1280,38 @@ static void session_mark_message(struct smtp_session *s, const struct content_ve
 		.add_headers = true,
 	};
 	struct marks_options o = marks;
-	unsigned char *head;
-	ssize_t n;
-	int fd = spool_writer_open_read(s->writer);
+	size_t n;
+	unsigned char *head = session_read_back(s, SESSION_HEADERS_MAX + 4096, &n);
 
-	if (fd < 0)
+	if (head == NULL)
 		return;
-	head = xmalloc(SESSION_HEADERS_MAX + 4096);
-	n = pread(fd, head, SESSION_HEADERS_MAX + 4096, 0);
-	close(fd);
 	if (v->category == CATEGORY_SPAM)
 		o.subject_tag = "[SPAM] ";
-	if (n > 0 && marks_apply(s->env, head, (size_t)n, &o, "tagged", v->scl, v->reasons, NULL) < 0)
+	if (marks_apply(s->env, head, n, &o, "tagged", v->scl, v->reasons, NULL) < 0)
 		log_warn("content session=%llu: cannot add the marks", (unsigned long long)s->id);
 	free(head);
+}
+
+/*
+ * The virus "clean" action: the infected parts become notes (envelope
+ * edits over the whole spooled message); false when the message cannot be
+ * cleaned with certainty and must be quarantined instead.
+ */
+static bool session_clean_message(struct smtp_session *s, const struct content_result *r)
+{
+	char why[512] = "cannot read the message back";
+	size_t n;
+	unsigned char *raw = session_read_back(s, (size_t)spool_writer_size(s->writer), &n);
+	int rc = -1;
+
+	if (raw != NULL && n == spool_writer_size(s->writer))
+		rc = content_clean_parts(s->env, raw, n, r, why, sizeof(why));
+	free(raw);
+	if (rc < 0)
+		log_warn("content session=%llu: cannot clean, quarantined: %s", (unsigned long long)s->id, why);
+	else
+		log_info("clean session=%llu queue_id=%s %s", (unsigned long long)s->id, s->env->id, why);
+	return rc == 0;
 }
 
 /* The content stage's verdict decides the final reply. */
@@ -1232,9 +1339,16 @@ static void session_content_done(void *arg, const struct content_result *r)
 		s->messages++;
 		session_txn_reset(s);
 		break;
-	case CONTENT_QUARANTINE:
 	case CONTENT_CLEAN:
+	case CONTENT_QUARANTINE:
+		/* What cannot be cleaned with certainty is quarantined. */
+		if (v->action == CONTENT_CLEAN && session_clean_message(s, r)) {
+			session_commit_message(s, false);
+			break;
+		}
 		session_commit_message(s, true);
+		s->async->verdict = xmalloc(sizeof(*v));
+		*s->async->verdict = *v;
 		break;
 	case CONTENT_TAG:
 		session_mark_message(s, v);
@@ -1247,6 +1361,24 @@ static void session_content_done(void *arg, const struct content_result *r)
 	session_resume(s);
 }
 
+/*
+ * A Received-SPF header from the DATA stage (the perimeter hop's SPF
+ * check) comes too late for the spool file: it goes on top of the message
+ * as an envelope edit, above our Received as RFC 7208 9.1 asks.
+ */
+static void session_add_late_spf_header(struct smtp_session *s)
+{
+	struct strbuf sb;
+
+	strbuf_init(&sb, ENVELOPE_EDIT_INSERT_MAX);
+	if (strbuf_appendf(&sb, "%s\r\n", s->facts.received_spf) < 0 ||
+	    envelope_add_edit(s->env, 0, 0, sb.data, sb.len) < 0)
+		log_warn("spf session=%llu: cannot add the Received-SPF header", (unsigned long long)s->id);
+	strbuf_free(&sb);
+	free(s->facts.received_spf);
+	s->facts.received_spf = NULL;
+}
+
 /* The DATA stage answered: refuse the message, or scan it, or make it durable. */
 static void session_data_finish(struct smtp_session *s, const struct policy_result *res)
 {
@@ -1256,6 +1388,8 @@ static void session_data_finish(struct smtp_session *s, const struct policy_resu
 		session_refuse_message(s, res->reply);
 		return;
 	}
+	if (s->facts.received_spf != NULL)
+		session_add_late_spf_header(s);
 	if (s->pt->content == NULL) {
 		session_commit_message(s, false);
 		return;
@@ -1591,6 +1725,9 @@ static void session_facts_init(struct smtp_session *s)
 	memcpy(&f->client, &s->client_sa, sizeof(f->client));
 	f->client_len = sizeof(f->client);
 	memcpy(f->client_addr, s->client_addr, sizeof(f->client_addr));
+	memcpy(f->conn_addr, s->client_addr, sizeof(f->conn_addr));
+	f->via_perimeter = cidr_list_contains(&s->cfg->perimeter_relays,
+					      (const struct sockaddr *)&s->client_sa);
 	f->direction = session_may_relay(s) ? POLICY_DIR_OUTBOUND : POLICY_DIR_INBOUND;
 	f->symbols = &s->symbols;
 	if (s->pt->policy != NULL)

@@ -88,6 +88,7 @@ static void facts_init(struct fixture *fx, struct policy_facts *f, const char *a
 {
 	memset(f, 0, sizeof(*f));
 	snprintf(f->client_addr, sizeof(f->client_addr), "%s", addr);
+	snprintf(f->conn_addr, sizeof(f->conn_addr), "%s", addr);
 	if (strchr(addr, ':') != NULL) {
 		struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)&f->client;
 
@@ -612,7 +613,7 @@ static const char *perimeter_text(const char *headers, size_t len, const char *c
 
 	cidr_add_all(&l, relays, nrelays);
 	buf[0] = '\0';
-	if (perimeter_find_client(headers, len, &l, &ss) == 1) {
+	if (perimeter_find_client(headers, len, &l, &ss, NULL, 0) == 1) {
 		a = ss.ss_family == AF_INET ? (const void *)&((struct sockaddr_in *)&ss)->sin_addr
 					    : (const void *)&((struct sockaddr_in6 *)&ss)->sin6_addr;
 		inet_ntop(ss.ss_family, a, buf, (socklen_t)buflen);
@@ -691,4 +692,185 @@ TEST(perimeter_received_forms)
 			fprintf(stderr, "  case %zu: got \"%s\"\n", i, got);
 		CHECK_STR(got, cases[i].client);
 	}
+}
+
+/* The HELO of the judged hop, as its relay recorded it ("" when none can be trusted). */
+TEST(perimeter_hop_helo_forms)
+{
+	static const char *const relays[] = { "10.0.0.0/8" };
+	static const struct {
+		const char *headers;
+		const char *helo;
+	} cases[] = {
+		/* Postfix and Sendmail: the HELO right after "from" */
+		{ "Received: from mail.sender.example (rdns.sender.example [198.51.100.7])\r\n\tby mx\r\n", "mail.sender.example" },
+		{ "Received: from [192.0.2.1] (unknown [198.51.100.7]) by mx\r\n", "[192.0.2.1]" },
+		/* Exim: helo= wins over the reverse name after "from" */
+		{ "Received: from rdns.example ([203.0.113.5]:54321 helo=claimed.example) by edge\n", "claimed.example" },
+		{ "Received: from [203.0.113.77] (helo=friend)\n\tby edge.example with esmtp\n", "friend" },
+		/* qmail: "(HELO x)" wins over "unknown" */
+		{ "Received: from unknown (HELO mail.example) (203.0.113.50)\n  by mx.example with SMTP\n", "mail.example" },
+		/* Exchange, under a trusted internal hop */
+		{ "Received: from EXCH01.corp (10.1.1.5) by EXCH02.corp (10.1.1.6)\r\n"
+		  "Received: from edge.sender.example (203.0.113.9) by EXCH01.corp (10.1.1.5)\r\n", "edge.sender.example" },
+		/* what cannot be a host name is not passed on */
+		{ "Received: from bad\"name<x> (host [203.0.113.8]) by mx\n", "" },
+		{ "Received: (qmail 1234 invoked from network); 1 Jan 2024\nReceived: from ([203.0.113.6]) by mx\n", "" },
+	};
+	struct cidr_list l = { 0 };
+
+	cidr_add_all(&l, relays, 1);
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		struct sockaddr_storage ss;
+		char helo[256] = "unset";
+
+		CHECK_INT(perimeter_find_client(cases[i].headers, strlen(cases[i].headers), &l, &ss, helo,
+						sizeof(helo)), 1);
+		if (strcmp(helo, cases[i].helo) != 0)
+			fprintf(stderr, "  case %zu: got \"%s\"\n", i, helo);
+		CHECK_STR(helo, cases[i].helo);
+	}
+	cidr_list_free(&l);
+}
+
+/* A session from a [perimeter] relay as the session makes it: the relay connects. */
+static void facts_via_relay(struct fixture *fx, struct policy_facts *f, const char *relay)
+{
+	facts_init(fx, f, relay);
+	f->via_perimeter = true;
+}
+
+/* At DATA the session replaced the judged client with the first untrusted hop. */
+static void facts_set_hop(struct policy_facts *f, const char *hop)
+{
+	struct sockaddr_in *s4 = (struct sockaddr_in *)&f->client;
+
+	memset(&f->client, 0, sizeof(f->client));
+	s4->sin_family = AF_INET;
+	CHECK(inet_pton(AF_INET, hop, &s4->sin_addr) == 1);
+	snprintf(f->client_addr, sizeof(f->client_addr), "%s", hop);
+	f->perimeter_hop = true;
+}
+
+TEST(policy_perimeter_dnsbl_judges_the_hop_at_data)
+{
+	static const char *const relays[] = { "127.0.0.1" };
+	struct fixture fx;
+	struct policy_facts f;
+	struct policy_result r;
+	struct policy *p;
+
+	dnsbl_setup(&fx);
+	cidr_add_all(&fx.cfg->perimeter_relays, relays, 1);
+	add_list(&fx.cfg->dnsbls, &fx.cfg->ndnsbls, "zen.test", "any", DEFAULT_REPLY, 10);
+	add_list(&fx.cfg->dnsbls, &fx.cfg->ndnsbls, "bl.test", "any", DEFAULT_REPLY, 20);
+	p = fixture_policy(&fx);
+
+	/* the relay itself is listed on zen.test: not judged at connect, nothing kept for RCPT */
+	facts_via_relay(&fx, &f, "127.0.0.1");
+	CHECK_INT(run_stage(&fx, p, POLICY_STAGE_CONNECT, &f).verdict, POLICY_PASS);
+	CHECK_STR(f.dnsbl_reply, "");
+	f.sender = "someone@example.org";
+	f.rcpt = "user@example.net";
+	CHECK_INT(run_stage(&fx, p, POLICY_STAGE_RCPT, &f).verdict, POLICY_PASS);
+	/* every hop trusted: nothing to judge at DATA */
+	CHECK_INT(run_stage(&fx, p, POLICY_STAGE_DATA, &f).verdict, POLICY_PASS);
+	/* a listed hop: the message is refused at DATA, the relay stays connected */
+	facts_set_hop(&f, "192.0.2.10");
+	r = run_stage(&fx, p, POLICY_STAGE_DATA, &f);
+	CHECK_INT(r.verdict, POLICY_REJECT);
+	CHECK_STR(r.reply, "554 5.7.1 Service unavailable; client [192.0.2.10] blocked using bl.test");
+	CHECK_STR(r.engine, "dnsbl");
+	CHECK(!r.disconnect);
+	CHECK_STR(f.dnsbl_reply, "");
+	facts_set_hop(&f, "192.0.2.11");
+	CHECK_INT(run_stage(&fx, p, POLICY_STAGE_DATA, &f).verdict, POLICY_PASS);
+
+	/* a client that is not a relay is judged at connect as before, and not again at DATA */
+	facts_init(&fx, &f, "127.0.0.1");
+	CHECK_INT(run_stage(&fx, p, POLICY_STAGE_CONNECT, &f).verdict, POLICY_PASS);
+	CHECK(strncmp(f.dnsbl_reply, "554 5.7.1 Service unavailable; client [127.0.0.1]", 49) == 0);
+	f.rcpt = "user@example.net";
+	CHECK_INT(run_stage(&fx, p, POLICY_STAGE_RCPT, &f).verdict, POLICY_REJECT);
+	CHECK_INT(run_stage(&fx, p, POLICY_STAGE_DATA, &f).verdict, POLICY_PASS);
+	policy_unref(p);
+
+	/* tag: the hop's listing adds the list's symbol */
+	fx.cfg->dnsbl.action = POLICY_ACTION_TAG;
+	fx.cfg->dnsbl.score = 1.5;
+	p = fixture_policy(&fx);
+	facts_via_relay(&fx, &f, "127.0.0.1");
+	facts_set_hop(&f, "192.0.2.10");
+	CHECK_INT(run_stage(&fx, p, POLICY_STAGE_DATA, &f).verdict, POLICY_PASS);
+	CHECK(has_symbol(&fx, "DNSBL_BL_TEST", 1.5));
+	policy_unref(p);
+
+	/* without [perimeter] relays there is no DATA instance at all */
+	cidr_list_free(&fx.cfg->perimeter_relays);
+	memset(&fx.cfg->perimeter_relays, 0, sizeof(fx.cfg->perimeter_relays));
+	fx.cfg->dnsbl.action = POLICY_ACTION_REJECT;
+	p = fixture_policy(&fx);
+	CHECK_INT(run_stage(&fx, p, POLICY_STAGE_DATA, &f).verdict, POLICY_PASS);
+	policy_unref(p);
+	fixture_teardown(&fx);
+}
+
+TEST(policy_perimeter_connlimit_counts_the_hop)
+{
+	static const char *const relays[] = { "10.0.0.25" };
+	struct fixture fx;
+	struct policy_facts relay[3], direct;
+	struct policy_result r;
+	struct policy *p;
+	char err[256] = "";
+
+	fixture_setup(&fx, false);
+	cidr_add_all(&fx.cfg->perimeter_relays, relays, 1);
+	fx.cfg->max_per_ip = 1;
+	fx.cfg->conn_rate = 2;
+	fx.cfg->conn_window = 10;
+	fx.cfg->conn_ban_step = 60;
+	fx.cfg->conn_ban_max = 600;
+	CHECK_INT(policy_connlimit_use_clock(fx.pt.policy_state, fx.cfg, fixture_clock, &fx.now, err,
+					     sizeof(err)), 0);
+	p = fixture_policy(&fx);
+	/* the relay is neither counted nor limited: three sessions at once, no slot taken */
+	for (int i = 0; i < 3; i++) {
+		facts_via_relay(&fx, &relay[i], "10.0.0.25");
+		CHECK_INT(run_stage(&fx, p, POLICY_STAGE_CONNECT, &relay[i]).verdict, POLICY_PASS);
+		CHECK(!relay[i].conn_slot_held);
+	}
+	/* each message counts as a connection of its hop; a refusal keeps the relay connected */
+	facts_set_hop(&relay[0], "192.0.2.9");
+	CHECK_INT(run_stage(&fx, p, POLICY_STAGE_DATA, &relay[0]).verdict, POLICY_PASS);
+	facts_set_hop(&relay[1], "192.0.2.9");
+	CHECK_INT(run_stage(&fx, p, POLICY_STAGE_DATA, &relay[1]).verdict, POLICY_PASS);
+	r = run_stage(&fx, p, POLICY_STAGE_DATA, &relay[0]);
+	CHECK_INT(r.verdict, POLICY_DEFER);
+	CHECK_STR(r.reply, "451 4.7.1 Too many connections from [192.0.2.9], try again in 60 seconds");
+	CHECK(!r.disconnect);
+	/* the same key as the host's own connections: it is banned there too */
+	facts_init(&fx, &direct, "192.0.2.9");
+	r = run_stage(&fx, p, POLICY_STAGE_CONNECT, &direct);
+	CHECK_INT(r.verdict, POLICY_DEFER);
+	CHECK_STR(r.reply, "421 4.7.0 Too many connections from your address, try again in 120 seconds");
+	/* another hop has its own count; a message with no untrusted hop is not counted */
+	facts_set_hop(&relay[2], "192.0.2.8");
+	CHECK_INT(run_stage(&fx, p, POLICY_STAGE_DATA, &relay[2]).verdict, POLICY_PASS);
+	relay[2].perimeter_hop = false;
+	for (int i = 0; i < 3; i++)
+		CHECK_INT(run_stage(&fx, p, POLICY_STAGE_DATA, &relay[2]).verdict, POLICY_PASS);
+
+	/* a slot is given back under the connecting address, whoever was judged since */
+	fx.now += 1000;
+	facts_init(&fx, &direct, "192.0.2.7");
+	CHECK_INT(run_stage(&fx, p, POLICY_STAGE_CONNECT, &direct).verdict, POLICY_PASS);
+	CHECK(direct.conn_slot_held);
+	facts_set_hop(&direct, "198.51.100.1");
+	policy_session_end(p, &direct);
+	CHECK_INT(ratelimit_conc_count(fx.pt.policy_state->conn_conc, "ip:192.0.2.7"), 0);
+	for (int i = 0; i < 3; i++)
+		policy_session_end(p, &relay[i]);
+	policy_unref(p);
+	fixture_teardown(&fx);
 }

@@ -10,6 +10,7 @@
 #include <sys/time.h>
 
 #include "content/engine.h"
+#include "core/alloc.h"
 #include "core/config.h"
 #include "core/context.h"
 #include "dns/dns.h"
@@ -644,5 +645,55 @@ TEST(subject_rate_normalised_subjects)
 	CHECK_STR(p.res.reply, "451 4.7.1 Too many messages with this subject, try again in 600 seconds");
 	p.now += 3 * 3600;
 	CHECK_INT(pp_run(&p, POLICY_STAGE_DATA), POLICY_PASS);
+	pp_teardown(&p);
+}
+
+/* ---- SPF of the first untrusted hop behind a [perimeter] relay ---- */
+
+TEST(spf_perimeter_hop_at_data)
+{
+	struct pp p;
+
+	pp_setup(&p);
+	pp_set(&p, "spf", "enabled", "yes");
+	pp_set(&p, "perimeter", "relays", "10.0.0.25");
+	pp_build(&p);
+	/* the relay connects: SPF does not judge it at MAIL */
+	pp_client(&p, "10.0.0.25");
+	p.f.via_perimeter = true;
+	p.f.helo = "relay.corp.example";
+	CHECK_INT(pp_mail(&p, "a@fail.example.com"), POLICY_PASS);
+	CHECK(p.f.received_spf == NULL);
+	/* every hop trusted: nothing to check at DATA either */
+	CHECK_INT(pp_run(&p, POLICY_STAGE_DATA), POLICY_PASS);
+	CHECK(p.f.received_spf == NULL);
+	/* the session found the hop: its address, with the relay's HELO when it has none of its own */
+	pp_client(&p, "192.0.2.10");
+	p.f.perimeter_hop = true;
+	CHECK_INT(pp_run(&p, POLICY_STAGE_DATA), POLICY_REJECT);
+	CHECK_STR(p.res.reply, "550 5.7.23 <a@fail.example.com>: SPF fail: Not authorised: 192.0.2.10");
+	CHECK(strncmp(p.f.received_spf, "Received-SPF: fail", 18) == 0);
+	p.f.sender = "a@pass.example.com";
+	CHECK_INT(pp_run(&p, POLICY_STAGE_DATA), POLICY_PASS);
+	CHECK(strncmp(p.f.received_spf, "Received-SPF: pass", 18) == 0);
+	CHECK(strstr(p.f.received_spf, "client-ip=192.0.2.10") != NULL);
+	CHECK(strstr(p.f.received_spf, "helo=relay.corp.example") != NULL);
+	/* the hop's own HELO as the relay recorded it: the null sender is postmaster@<that HELO> */
+	p.f.hop_helo = xstrdup("fail.example.com");
+	p.f.sender = "";
+	CHECK_INT(pp_run(&p, POLICY_STAGE_DATA), POLICY_REJECT);
+	CHECK(strncmp(p.res.reply, "550 5.7.23 <postmaster@fail.example.com>", 40) == 0);
+
+	/* a client that is not a relay: SPF at MAIL as before, nothing at DATA */
+	free(p.f.hop_helo);
+	p.f.hop_helo = NULL;
+	p.f.via_perimeter = false;
+	p.f.perimeter_hop = false;
+	p.f.helo = "mail.example.com";
+	CHECK_INT(pp_mail(&p, "a@fail.example.com"), POLICY_REJECT);
+	free(p.f.received_spf);
+	p.f.received_spf = NULL;
+	CHECK_INT(pp_run(&p, POLICY_STAGE_DATA), POLICY_PASS);
+	CHECK(p.f.received_spf == NULL);
 	pp_teardown(&p);
 }

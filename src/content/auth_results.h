@@ -1,0 +1,30 @@
+/*
+ * The Authentication-Results header field (RFC 8601) for what this host
+ * checked: SPF, DKIM (one entry per signature) and DMARC.
+ */
+#ifndef POSTERN_AUTH_RESULTS_H
+#define POSTERN_AUTH_RESULTS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "content/dkim.h"
+#include "content/dmarc.h"
+
+struct strbuf;
+
+struct auth_results_in {
+	const char *authserv_id;          /* this host's name */
+	const char *spf_result;           /* "pass", ...; NULL: SPF not checked */
+	const char *spf_mailfrom;         /* smtp.mailfrom (address or domain) */
+	const char *spf_helo;             /* smtp.helo, used when spf_mailfrom is NULL */
+	bool dkim_checked;                /* false: no dkim entry */
+	const struct dkim_verdict *dkim;  /* none checked signatures: dkim=none */
+	size_t ndkim;
+	const struct dmarc_outcome *dmarc; /* NULL: DMARC not evaluated */
+};
+
+/* Appends "Authentication-Results: ...\r\n", folded one method per line. */
+int auth_results_header(const struct auth_results_in *in, struct strbuf *out);
+
+#endif
