@@ -31,10 +31,12 @@
 #include <event2/bufferevent_ssl.h>
 #include <event2/event.h>
 
+#include "content/auth_results.h"
 #include "content/content_stage.h"
 #include "content/clean.h"
 #include "content/engine.h"
 #include "content/marks.h"
+#include "content/virus.h"
 #include "core/alloc.h"
 #include "core/context.h"
 #include "core/workpool.h"
@@ -151,6 +153,7 @@ struct smtp_session {
 	struct strbuf headers;          /* the header block, while it arrives */
 	bool in_headers;
 	char *subject;
+	char *spf_header;               /* this transaction's Received-SPF, for DMARC in the content stage */
 };
 
 static void session_process(struct smtp_session *s);
@@ -229,6 +232,8 @@ static void session_txn_reset(struct smtp_session *s)
 	s->facts.headers_len = 0;
 	free(s->facts.received_spf);
 	s->facts.received_spf = NULL;
+	free(s->spf_header);
+	s->spf_header = NULL;
 	session_forget_perimeter_hop(s);
 	s->data_size = 0;
 	s->data_too_big = false;
@@ -1028,7 +1033,8 @@ static int session_open_message(struct smtp_session *s)
 		spool_writer_write(s->writer, s->facts.received_spf, strlen(s->facts.received_spf));
 		spool_writer_write(s->writer, "\r\n", 2);
 		/* Written: one that appears later comes from the DATA stage. */
-		free(s->facts.received_spf);
+		free(s->spf_header);
+		s->spf_header = s->facts.received_spf;
 		s->facts.received_spf = NULL;
 	}
 	strbuf_init(&s->headers, SESSION_HEADERS_MAX);
@@ -1268,26 +1274,32 @@ static unsigned char *session_read_back(struct smtp_session *s, size_t max, size
 }
 
 /*
- * A tagged message gets its marks as envelope edits: the spool file stays
- * as received, so DKIM signatures of untouched parts survive.
+ * Marks go in as envelope edits: the spool file stays as received, so DKIM
+ * signatures of untouched parts survive. A tagged message gets the status,
+ * SCL and reasons (and spam the subject tag); every message the virus
+ * engine looked at gets the signature version it was scanned with, in one
+ * block with the others (virus may be NULL).
  */
-static void session_mark_message(struct smtp_session *s, const struct content_verdict *v)
+static void session_mark_message(struct smtp_session *s, const struct content_verdict *v,
+				 const struct marks_options *marks, bool tagged, const char *virus)
 {
-	static const struct marks_options marks = {
-		.status_header = "X-Postern-Status",
-		.scl_header = "X-Postern-SCL",
-		.reason_header = "X-Postern-Reason",
-		.add_headers = true,
-	};
-	struct marks_options o = marks;
+	static const struct marks_options version_only = { .add_headers = true };
+	struct marks_options o = tagged ? *marks : version_only;
+	char extra[VIRUS_VERSION_MAX + 64];
 	size_t n;
-	unsigned char *head = session_read_back(s, SESSION_HEADERS_MAX + 4096, &n);
+	unsigned char *head;
 
+	if (!tagged && virus == NULL)
+		return;
+	head = session_read_back(s, SESSION_HEADERS_MAX + 4096, &n);
 	if (head == NULL)
 		return;
-	if (v->category == CATEGORY_SPAM)
-		o.subject_tag = "[SPAM] ";
-	if (marks_apply(s->env, head, n, &o, "tagged", v->scl, v->reasons, NULL) < 0)
+	if (!tagged || v->category != CATEGORY_SPAM)
+		o.subject_tag = NULL;
+	if (virus != NULL)
+		snprintf(extra, sizeof(extra), "X-Postern-Virus-Scanned: %s", virus);
+	if (marks_apply(s->env, head, n, &o, tagged ? "tagged" : NULL, tagged ? v->scl : -1,
+			tagged ? v->reasons : NULL, virus != NULL ? extra : NULL) < 0)
 		log_warn("content session=%llu: cannot add the marks", (unsigned long long)s->id);
 	free(head);
 }
@@ -1297,15 +1309,19 @@ static void session_mark_message(struct smtp_session *s, const struct content_ve
  * edits over the whole spooled message); false when the message cannot be
  * cleaned with certainty and must be quarantined instead.
  */
-static bool session_clean_message(struct smtp_session *s, const struct content_result *r)
+static bool session_clean_message(struct smtp_session *s, const struct content_result *r,
+				  const char *virus)
 {
 	char why[512] = "cannot read the message back";
+	char extra[VIRUS_VERSION_MAX + 64];
 	size_t n;
 	unsigned char *raw = session_read_back(s, (size_t)spool_writer_size(s->writer), &n);
 	int rc = -1;
 
+	if (virus != NULL)
+		snprintf(extra, sizeof(extra), "X-Postern-Virus-Scanned: %s", virus);
 	if (raw != NULL && n == spool_writer_size(s->writer))
-		rc = content_clean_parts(s->env, raw, n, r, why, sizeof(why));
+		rc = content_clean_parts(s->env, raw, n, r, virus != NULL ? extra : NULL, why, sizeof(why));
 	free(raw);
 	if (rc < 0)
 		log_warn("content session=%llu: cannot clean, quarantined: %s", (unsigned long long)s->id, why);
@@ -1315,17 +1331,25 @@ static bool session_clean_message(struct smtp_session *s, const struct content_r
 }
 
 /* The content stage's verdict decides the final reply. */
-static void session_content_done(void *arg, const struct content_result *r)
+static void session_content_done(void *arg, const struct content_result *r,
+				 const struct marks_options *marks)
 {
 	struct smtp_session *s = arg;
 	const struct content_verdict *v = &r->verdict;
 	char reply[POLICY_REPLY_MAX];
+	char version[VIRUS_VERSION_MAX];
+	const char *virus = NULL;
 
 	s->cjob = NULL;
 	s->state = SESSION_COMMAND;
-	log_info("content session=%llu client=%s from=<%s> action=%s category=%s score=%.1f scl=%d reasons=\"%s\"",
+	if (content_result_virus_version(r, version, sizeof(version)))
+		virus = version;
+	log_info("content session=%llu client=%s from=<%s> action=%s category=%s score=%.1f scl=%d virus=%s reasons=\"%s\"",
 		 (unsigned long long)s->id, s->client_addr, s->env->sender, content_action_name(v->action),
-		 content_category_name(v->category), v->score, v->scl, v->reasons);
+		 content_category_name(v->category), v->score, v->scl, virus != NULL ? virus : "off", v->reasons);
+	if (r->auth_results != NULL && v->action != CONTENT_REJECT && v->action != CONTENT_DEFER &&
+	    auth_results_add_edit(s->env, r->auth_results) < 0)
+		log_warn("content session=%llu: cannot add Authentication-Results", (unsigned long long)s->id);
 	switch (v->action) {
 	case CONTENT_REJECT:
 	case CONTENT_DEFER:
@@ -1342,19 +1366,18 @@ static void session_content_done(void *arg, const struct content_result *r)
 	case CONTENT_CLEAN:
 	case CONTENT_QUARANTINE:
 		/* What cannot be cleaned with certainty is quarantined. */
-		if (v->action == CONTENT_CLEAN && session_clean_message(s, r)) {
+		if (v->action == CONTENT_CLEAN && session_clean_message(s, r, virus)) {
 			session_commit_message(s, false);
 			break;
 		}
+		session_mark_message(s, v, marks, false, virus);
 		session_commit_message(s, true);
 		s->async->verdict = xmalloc(sizeof(*v));
 		*s->async->verdict = *v;
 		break;
 	case CONTENT_TAG:
-		session_mark_message(s, v);
-		session_commit_message(s, false);
-		break;
 	case CONTENT_NONE:
+		session_mark_message(s, v, marks, v->action == CONTENT_TAG, virus);
 		session_commit_message(s, false);
 		break;
 	}
@@ -1375,7 +1398,8 @@ static void session_add_late_spf_header(struct smtp_session *s)
 	    envelope_add_edit(s->env, 0, 0, sb.data, sb.len) < 0)
 		log_warn("spf session=%llu: cannot add the Received-SPF header", (unsigned long long)s->id);
 	strbuf_free(&sb);
-	free(s->facts.received_spf);
+	free(s->spf_header);
+	s->spf_header = s->facts.received_spf;
 	s->facts.received_spf = NULL;
 }
 
@@ -1401,7 +1425,10 @@ static void session_data_finish(struct smtp_session *s, const struct policy_resu
 		session_refuse_message(s, "451 4.3.0 Error: queue file read error");
 		return;
 	}
-	s->cjob = content_stage_scan(s->pt, fd, spool_writer_size(s->writer), session_content_done, s);
+	s->cjob = content_stage_scan_facts(s->pt, fd, spool_writer_size(s->writer),
+					   &(struct content_scan_facts){ s->env->id, s->env->sender, s->helo,
+									 s->spf_header, &s->symbols },
+					   session_content_done, s);
 	s->state = SESSION_WAITING;
 	bufferevent_disable(s->bev, EV_READ);
 }
