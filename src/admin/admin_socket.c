@@ -41,6 +41,7 @@
 #include "core/alloc.h"
 #include "core/context.h"
 #include "core/log.h"
+#include "dns/dns.h"
 #include "policy/policy_engine.h"
 #include "policy/ratelimit.h"
 #include "queue/message_view.h"
@@ -228,12 +229,17 @@ static json_t *admin_cmd_status(struct admin_server *a, json_t *req, char *err, 
 {
 	const struct postern_stats *s = &a->pt->stats;
 	struct queue_stats qs;
+	struct dns_cache_stats ds;
 	time_t now = time(NULL);
+	json_t *status;
 
 	memset(&qs, 0, sizeof(qs));
+	memset(&ds, 0, sizeof(ds));
 	if (a->pt->queue != NULL)
 		queue_get_stats(a->pt->queue, &qs);
-	return json_pack("{s:s, s:I, s:I, s:o, s:{s:I, s:I, s:I}, s:{s:I, s:I}, s:{s:I, s:I},"
+	if (a->pt->dns != NULL)
+		dns_cache_get_stats(a->pt->dns, &ds);
+	status = json_pack("{s:s, s:I, s:I, s:o, s:{s:I, s:I, s:I}, s:{s:I, s:I}, s:{s:I, s:I},"
 			 " s:I, s:I, s:I, s:{s:I, s:I, s:I, s:I, s:I, s:I, s:I}}",
 			 "version", ADMIN_VERSION,
 			 "pid", (json_int_t)getpid(),
@@ -260,6 +266,14 @@ static json_t *admin_cmd_status(struct admin_server *a, json_t *req, char *err, 
 			 "delivered", (json_int_t)qs.delivered,
 			 "deferred", (json_int_t)qs.deferred,
 			 "bounced", (json_int_t)qs.bounced);
+	if (status != NULL)
+		json_object_set_new(status, "dns",
+				    json_pack("{s:I, s:I, s:I, s:I}",
+					      "cache_hits", (json_int_t)ds.hits,
+					      "cache_misses", (json_int_t)ds.misses,
+					      "cache_evictions", (json_int_t)ds.evictions,
+					      "cache_entries", (json_int_t)ds.entries));
+	return status;
 }
 
 static json_t *admin_cmd_reload(struct admin_server *a, json_t *req, char *err, size_t errlen)

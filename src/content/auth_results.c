@@ -5,10 +5,13 @@
  * another method's result.
  */
 #include <ctype.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "content/auth_results.h"
+#include "core/alloc.h"
 #include "core/strbuf.h"
+#include "queue/envelope.h"
 
 static bool ar_token_char(unsigned char c)
 {
@@ -115,4 +118,27 @@ int auth_results_header(const struct auth_results_in *in, struct strbuf *out)
 		rc = strbuf_append(out, sb.data, sb.len);
 	strbuf_free(&sb);
 	return rc;
+}
+
+int auth_results_add_edit(struct envelope *env, const char *field)
+{
+	size_t flen = strlen(field);
+	struct envelope_edit *top = NULL;
+	unsigned char *joined;
+
+	for (size_t i = 0; i < env->nedits; i++)
+		if (env->edits[i].offset == 0)
+			top = &env->edits[i];
+	if (top == NULL)
+		return envelope_add_edit(env, 0, 0, field, flen);
+	if (top->insert_len + flen > ENVELOPE_EDIT_INSERT_MAX)
+		return -1;
+	joined = xmalloc(flen + top->insert_len);
+	memcpy(joined, field, flen);
+	if (top->insert_len > 0)
+		memcpy(joined + flen, top->insert, top->insert_len);
+	free(top->insert);
+	top->insert = joined;
+	top->insert_len += flen;
+	return 0;
 }

@@ -27,4 +27,13 @@ struct auth_results_in {
 /* Appends "Authentication-Results: ...\r\n", folded one method per line. */
 int auth_results_header(const struct auth_results_in *in, struct strbuf *out);
 
+struct envelope;
+
+/*
+ * Put a finished field on top of the message as an envelope edit (the
+ * spool file stays as received). An insert already at the top (a late
+ * Received-SPF) stays below it. Returns 0 or -1 when the edit does not fit.
+ */
+int auth_results_add_edit(struct envelope *env, const char *field);
+
 #endif

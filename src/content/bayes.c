@@ -368,6 +368,19 @@ enum bayes_learn_result bayes_autolearn(struct bayes *b, const struct content_me
 	return result;
 }
 
+bool bayes_learned_before(struct bayes *b, const unsigned char *raw, size_t raw_len)
+{
+	unsigned char digest[BAYES_DIGEST_LEN];
+	enum bayes_class prev = BAYES_CLASS_NONE;
+	int rc;
+
+	message_digest(raw, raw_len, digest);
+	pthread_mutex_lock(&b->learn_lock);
+	rc = b->store->ops->seen_get(b->store->be, digest, &prev);
+	pthread_mutex_unlock(&b->learn_lock);
+	return rc == 0 && prev != BAYES_CLASS_NONE;
+}
+
 static void bayes_engine_check(void *state, const struct content_message *m, struct engine_results *out)
 {
 	struct bayes *b = state;

@@ -104,6 +104,9 @@ enum bayes_learn_result bayes_learn(struct bayes *b, const struct mime_message *
 enum bayes_learn_result bayes_autolearn(struct bayes *b, const struct content_message *m, bool is_spam,
 					const char *reason);
 
+/* Whether this message was learned before (as either class): autolearn's duplicate guard, for its log. */
+bool bayes_learned_before(struct bayes *b, const unsigned char *raw, size_t raw_len);
+
 /*
  * The "bayes" content engine over b (borrowed: free b after the
  * pipeline). Adds BAYES_SPAM or BAYES_HAM with the probability in the

@@ -32,7 +32,7 @@
 #define CLEAN_NAME_MAX 200             /* bytes of a name written into a note */
 #define CLEAN_TARGETS_MAX ENVELOPE_EDITS_MAX
 #define CLEAN_VIRUSES_MAX 256          /* virus names of one removed part, joined */
-#define CLEAN_HEADERS_MAX (CLEAN_TARGETS_MAX * (MARKS_VALUE_MAX + 64))
+#define CLEAN_HEADERS_MAX ((CLEAN_TARGETS_MAX + 1) * (MARKS_VALUE_MAX + 64)) /* + extra_headers */
 
 /* The fields of one header block the walker needs. */
 struct clean_header {
@@ -715,7 +715,7 @@ static bool clean_mime_usable(const struct mime_message *m, char *why, size_t wh
 static int clean_apply(struct envelope *env, const unsigned char *raw, size_t len,
 		       const struct content_result *r, const struct clean_walk *w,
 		       const int *to_walk, const struct clean_target *t, size_t nt,
-		       char *why, size_t whylen)
+		       const char *extra_headers, char *why, size_t whylen)
 {
 	static const struct marks_options mark = { .add_headers = true };
 	struct strbuf notes[CLEAN_TARGETS_MAX], headers;
@@ -732,6 +732,11 @@ static int clean_apply(struct envelope *env, const unsigned char *raw, size_t le
 		clean_one_line(label);
 		if (strbuf_appendf(&headers, "X-Postern-Virus-Cleaned: %s removed\n", label) < 0)
 			panic("header marks of bounded size do not fit");
+	}
+	if (extra_headers != NULL &&
+	    (strlen(extra_headers) > MARKS_VALUE_MAX || strbuf_appends(&headers, extra_headers) < 0)) {
+		snprintf(why, whylen, "the extra header lines are too long");
+		goto out;
 	}
 	if (!clean_edits_fit(env, w, t, nt, notes)) {
 		snprintf(why, whylen, "the edits collide with earlier ones");
@@ -760,7 +765,7 @@ out:
 }
 
 int content_clean_parts(struct envelope *env, const unsigned char *raw, size_t len,
-			const struct content_result *r, char *why, size_t whylen)
+			const struct content_result *r, const char *extra_headers, char *why, size_t whylen)
 {
 	struct clean_target targets[CLEAN_TARGETS_MAX];
 	struct clean_walk w;
@@ -777,7 +782,7 @@ int content_clean_parts(struct envelope *env, const unsigned char *raw, size_t l
 	if (!clean_map_parts(r->mime, &w, to_walk))
 		snprintf(why, whylen, "the MIME structure disagrees with the parsed message");
 	else if (clean_collect_targets(r, &w, to_walk, targets, &nt, why, whylen) == 0)
-		rc = clean_apply(env, raw, len, r, &w, to_walk, targets, nt, why, whylen);
+		rc = clean_apply(env, raw, len, r, &w, to_walk, targets, nt, extra_headers, why, whylen);
 	free(to_walk);
 	clean_walk_free(&w);
 	return rc;

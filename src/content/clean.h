@@ -56,12 +56,14 @@ void clean_walk_free(struct clean_walk *w);
  * as edits in env. A part inside a message/rfc822 (or a uuencoded file
  * inside a text part) takes the nearest enclosing multipart child with it.
  * raw/len is the whole spooled message, r the content stage's result for
- * it. 0 on success (why: what was removed); -1 with env unchanged and the
+ * it. extra_headers (NULL or "Name: value" lines, at most MARKS_VALUE_MAX
+ * bytes in all) go in the same header block, after the Cleaned ones: the
+ * block is the one place marks can go. 0 on success (why: what was removed); -1 with env unchanged and the
  * reason in why when the message cannot be cleaned with certainty — the
  * virus is in the message itself, the structure is unsure or disagrees
  * with r->mime, or the edits do not fit: the caller must then quarantine.
  */
 int content_clean_parts(struct envelope *env, const unsigned char *raw, size_t len,
-			const struct content_result *r, char *why, size_t whylen);
+			const struct content_result *r, const char *extra_headers, char *why, size_t whylen);
 
 #endif

@@ -55,12 +55,26 @@ struct engine_results {
 	size_t cap;
 };
 
-/* What every engine sees. env is NULL in `postern scan`. */
+/*
+ * What the SMTP session knows of one message's authentication that the
+ * engines need (DMARC uses the SPF result), and where the "dkim" engine
+ * leaves the Authentication-Results field for the session to add. Owned
+ * by one scan, so check() may write auth_results.
+ */
+struct content_auth {
+	const char *received_spf;              /* our "Received-SPF: ..." field, NULL: SPF not checked */
+	const char *mailfrom;                  /* envelope sender, "" for <> */
+	const char *helo;                      /* client HELO/EHLO name, or NULL */
+	char *auth_results;                    /* out: "Authentication-Results: ...\r\n" (xmalloc) or NULL */
+};
+
+/* What every engine sees. env and auth are NULL in `postern scan`. */
 struct content_message {
 	const struct envelope *env;
 	const unsigned char *raw;              /* the whole message */
 	size_t raw_len;
 	struct mime_message *mime;             /* parsed tree, see content/mime.h */
+	struct content_auth *auth;
 };
 
 /*

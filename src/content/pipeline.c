@@ -166,6 +166,12 @@ void content_verdict_compute(const struct engine_results *r, struct content_verd
 void content_pipeline_run(struct content_pipeline *p, const unsigned char *raw, size_t len,
 			  const struct envelope *env, struct content_result *out)
 {
+	content_pipeline_run_auth(p, raw, len, env, NULL, out);
+}
+
+void content_pipeline_run_auth(struct content_pipeline *p, const unsigned char *raw, size_t len,
+			       const struct envelope *env, struct content_auth *auth, struct content_result *out)
+{
 	struct content_message msg;
 
 	memset(out, 0, sizeof(*out));
@@ -174,14 +180,20 @@ void content_pipeline_run(struct content_pipeline *p, const unsigned char *raw, 
 	msg.raw = raw;
 	msg.raw_len = len;
 	msg.mime = out->mime;
+	msg.auth = auth;
 	for (size_t i = 0; i < p->nengines; i++)
 		p->engines[i]->check(p->engines[i]->state, &msg, &out->results);
 	content_verdict_compute(&out->results, &out->verdict);
+	if (auth != NULL) {
+		out->auth_results = auth->auth_results;
+		auth->auth_results = NULL;
+	}
 }
 
 void content_result_free(struct content_result *r)
 {
 	mime_message_free(r->mime);
 	engine_results_free(&r->results);
+	free(r->auth_results);
 	memset(r, 0, sizeof(*r));
 }

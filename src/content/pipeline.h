@@ -32,6 +32,7 @@ struct content_result {
 	struct mime_message *mime;
 	struct engine_results results;
 	struct content_verdict verdict;
+	char *auth_results;                    /* the "dkim" engine's Authentication-Results, or NULL */
 };
 
 struct content_pipeline;
@@ -46,6 +47,9 @@ void content_pipeline_free(struct content_pipeline *p);
 /* Thread-safe as long as every engine's check() is. env may be NULL. */
 void content_pipeline_run(struct content_pipeline *p, const unsigned char *raw, size_t len,
 			  const struct envelope *env, struct content_result *out);
+/* The same with the session's authentication facts; out->auth_results takes auth's field. */
+void content_pipeline_run_auth(struct content_pipeline *p, const unsigned char *raw, size_t len,
+			       const struct envelope *env, struct content_auth *auth, struct content_result *out);
 void content_result_free(struct content_result *r);
 
 /* The reduction content_pipeline_run ends with, usable on its own. */

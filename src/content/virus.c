@@ -39,6 +39,7 @@ struct virus_db {
 };
 
 struct virus_engine {
+	atomic_uint refs;                   /* the creator's and one per content engine */
 	struct virus_options opts;          /* db_dir owned below */
 	char *db_dir;
 	struct cl_scan_options scan_opts;
@@ -267,6 +268,7 @@ struct virus_engine *virus_engine_new(const struct virus_options *o, char *err, 
 		return NULL;
 	}
 	ve = xcalloc(1, sizeof(*ve));
+	atomic_init(&ve->refs, 1);
 	ve->opts = *o;
 	virus_options_defaults(&ve->opts);
 	ve->db_dir = xstrdup(o->db_dir);
@@ -289,9 +291,15 @@ struct virus_engine *virus_engine_new(const struct virus_options *o, char *err, 
 	return ve;
 }
 
+struct virus_engine *virus_engine_ref(struct virus_engine *ve)
+{
+	atomic_fetch_add(&ve->refs, 1);
+	return ve;
+}
+
 void virus_engine_free(struct virus_engine *ve)
 {
-	if (ve == NULL)
+	if (ve == NULL || atomic_fetch_sub(&ve->refs, 1) > 1)
 		return;
 	pthread_mutex_lock(&ve->reload_lock);
 	if (ve->reload_joinable)
@@ -451,11 +459,23 @@ unsigned virus_engine_reloads(struct virus_engine *ve)
 	return atomic_load(&ve->reloads);
 }
 
+const char *virus_engine_db_dir(const struct virus_engine *ve)
+{
+	return ve->db_dir;
+}
+
+/* A config reload changes the sampling of scans that start from now on. */
+void virus_engine_set_sampling(struct virus_engine *ve, unsigned percent, unsigned hot_seconds)
+{
+	atomic_store(&ve->sampling.percent, percent);
+	atomic_store(&ve->sampling.hot_seconds, hot_seconds ? hot_seconds : VIRUS_DEFAULT_HOT_SECONDS);
+}
+
 void virus_sampling_init(struct virus_sampling *s, unsigned percent, unsigned hot_seconds,
 			 virus_random_fn random, void *random_arg)
 {
-	s->percent = percent;
-	s->hot_seconds = hot_seconds;
+	atomic_init(&s->percent, percent);
+	atomic_init(&s->hot_seconds, hot_seconds);
 	atomic_init(&s->last_detection, LLONG_MIN);
 	s->random = random ? random : virus_default_random;
 	s->random_arg = random_arg;
@@ -465,12 +485,13 @@ void virus_sampling_init(struct virus_sampling *s, unsigned percent, unsigned ho
 bool virus_sampling_should_scan(struct virus_sampling *s, time_t now)
 {
 	long long last = atomic_load(&s->last_detection);
+	unsigned percent = atomic_load(&s->percent);
 
-	if (s->percent == 0 || s->percent >= 100)
+	if (percent == 0 || percent >= 100)
 		return true;
-	if (last != LLONG_MIN && (long long)now < last + (long long)s->hot_seconds)
+	if (last != LLONG_MIN && (long long)now < last + (long long)atomic_load(&s->hot_seconds))
 		return true;
-	return s->random(s->random_arg) % 100 < s->percent;
+	return s->random(s->random_arg) % 100 < percent;
 }
 
 void virus_sampling_detected(struct virus_sampling *s, time_t now)
@@ -515,20 +536,27 @@ static void virus_add_result(struct engine_results *out, const char *symbol, dou
 	va_end(ap);
 }
 
+/* The content engine of one pipeline: the shared scanner, this config's actions. */
+struct virus_content {
+	struct virus_engine *ve;            /* a reference of its own */
+	enum content_action action;
+	bool pass_on_error;
+};
+
 /* Scans one buffer and reports a detection or failure; true if infected. */
-static bool virus_check_one(struct virus_engine *ve, const unsigned char *data, size_t len,
+static bool virus_check_one(const struct virus_content *vc, const unsigned char *data, size_t len,
 			    int part, const char *part_name, struct engine_results *out,
 			    struct virus_result *r)
 {
-	switch (virus_scan(ve, data, len, part_name, r)) {
+	switch (virus_scan(vc->ve, data, len, part_name, r)) {
 	case VIRUS_INFECTED:
-		virus_add_result(out, "VIRUS_FOUND", VIRUS_SCORE, ve->opts.action, part,
+		virus_add_result(out, "VIRUS_FOUND", VIRUS_SCORE, vc->action, part,
 				 "%s in %s", r->name, part_name);
 		log_info("virus found name=%s part=%s %s", r->name, part_name, r->version);
 		return true;
 	case VIRUS_ERROR:
 		virus_add_result(out, "VIRUS_ERROR", 0,
-				 ve->opts.pass_on_error ? CONTENT_NONE : CONTENT_DEFER, part,
+				 vc->pass_on_error ? CONTENT_NONE : CONTENT_DEFER, part,
 				 "cannot scan %s: %s", part_name, r->name);
 		log_warn("scan failed part=%s: %s", part_name, r->name);
 		return false;
@@ -553,7 +581,8 @@ static void virus_part_name(const struct mime_message *mime, size_t i, char *buf
 static void virus_content_check(void *state, const struct content_message *m,
 				struct engine_results *out)
 {
-	struct virus_engine *ve = state;
+	const struct virus_content *vc = state;
+	struct virus_engine *ve = vc->ve;
 	const struct mime_message *mime = m->mime;
 	struct virus_result r = { .status = VIRUS_CLEAN };
 	bool infected = false, whole;
@@ -562,7 +591,7 @@ static void virus_content_check(void *state, const struct content_message *m,
 
 	if (!virus_sampling_should_scan(&ve->sampling, now)) {
 		virus_add_result(out, "VIRUS_SKIPPED", 0, CONTENT_NONE, -1,
-				 "not sampled (%u%% while quiet)", ve->sampling.percent);
+				 "not sampled (%u%% while quiet)", atomic_load(&ve->sampling.percent));
 		return;
 	}
 	whole = mime == NULL || mime->nparts == 0 || mime->limit_exceeded != 0;
@@ -570,11 +599,11 @@ static void virus_content_check(void *state, const struct content_message *m,
 		if (mime->parts[i].body == NULL || mime->parts[i].body_len == 0)
 			continue;
 		virus_part_name(mime, i, name, sizeof(name));
-		infected |= virus_check_one(ve, mime->parts[i].body, mime->parts[i].body_len,
+		infected |= virus_check_one(vc, mime->parts[i].body, mime->parts[i].body_len,
 					    (int)i, name, out, &r);
 	}
 	if (whole)
-		infected |= virus_check_one(ve, m->raw, m->raw_len, -1, "message", out, &r);
+		infected |= virus_check_one(vc, m->raw, m->raw_len, -1, "message", out, &r);
 	if (r.version[0] == '\0')
 		virus_engine_version(ve, r.version, sizeof(r.version));
 	virus_add_result(out, "VIRUS_SCANNED", 0, CONTENT_NONE, -1, "signatures %s", r.version);
@@ -582,13 +611,31 @@ static void virus_content_check(void *state, const struct content_message *m,
 		virus_sampling_detected(&ve->sampling, now);
 }
 
-struct content_engine *virus_content_engine(struct virus_engine *ve)
+static void virus_content_free(void *state)
+{
+	struct virus_content *vc = state;
+
+	virus_engine_free(vc->ve);
+	free(vc);
+}
+
+struct content_engine *virus_content_engine_with(struct virus_engine *ve, enum content_action action,
+						 bool pass_on_error)
 {
 	struct content_engine *e = xcalloc(1, sizeof(*e));
+	struct virus_content *vc = xcalloc(1, sizeof(*vc));
 
+	vc->ve = virus_engine_ref(ve);
+	vc->action = action == CONTENT_NONE ? CONTENT_REJECT : action;
+	vc->pass_on_error = pass_on_error;
 	e->name = VIRUS_ENGINE_NAME;
-	e->state = ve;
+	e->state = vc;
 	e->check = virus_content_check;
-	e->free = NULL;
+	e->free = virus_content_free;
 	return e;
+}
+
+struct content_engine *virus_content_engine(struct virus_engine *ve)
+{
+	return virus_content_engine_with(ve, ve->opts.action, ve->opts.pass_on_error);
 }

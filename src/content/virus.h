@@ -67,9 +67,14 @@ struct virus_options {
 
 struct virus_engine;
 
-/* Loads and compiles every signature of o->db_dir; NULL and err on failure. */
+/* Loads and compiles every signature of o->db_dir; NULL and err on failure (one reference). */
 struct virus_engine *virus_engine_new(const struct virus_options *o, char *err, size_t errlen);
-/* Waits for a reload in progress; scans must have returned. */
+/* Another reference (thread-safe): each content engine holds one. */
+struct virus_engine *virus_engine_ref(struct virus_engine *ve);
+/*
+ * Drops a reference; the last one waits for a reload in progress and
+ * frees the engine (its scans must have returned).
+ */
 void virus_engine_free(struct virus_engine *ve);
 
 /* Thread-safe. name (may be NULL) gets the signature or the error. */
@@ -91,6 +96,10 @@ bool virus_engine_reload(struct virus_engine *ve);
 void virus_engine_version(struct virus_engine *ve, char *buf, size_t buflen);
 /* Completed reloads since virus_engine_new (failed ones included). */
 unsigned virus_engine_reloads(struct virus_engine *ve);
+/* The signature directory the engine loads from. */
+const char *virus_engine_db_dir(const struct virus_engine *ve);
+/* New sampling for scans starting from now (hot_seconds 0: the default); thread-safe. */
+void virus_engine_set_sampling(struct virus_engine *ve, unsigned percent, unsigned hot_seconds);
 
 /*
  * The engine of the content pipeline (content/engine.h). It scans every
@@ -103,15 +112,20 @@ unsigned virus_engine_reloads(struct virus_engine *ve);
  *   VIRUS_SKIPPED   score 0, the message was sampled out;
  *   VIRUS_ERROR     a part could not be scanned: CONTENT_DEFER, or
  *                   CONTENT_NONE with pass_on_error.
- * The content engine does not own ve: the caller keeps it (reload timer)
- * and frees it after the pipeline.
+ * The content engine holds its own reference to ve (its free() drops it),
+ * so a pipeline keeps its scanner after the caller moved on to another.
+ * virus_content_engine_with acts as told, whatever ve's options say, so
+ * each pipeline (one config) brings its own action.
  */
+struct content_engine *virus_content_engine_with(struct virus_engine *ve, enum content_action action,
+						 bool pass_on_error);
+/* With ve's own action and pass_on_error. */
 struct content_engine *virus_content_engine(struct virus_engine *ve);
 
 /* The sampling decision, shared by every thread scanning for one engine. */
 struct virus_sampling {
-	unsigned percent;                   /* 0 or >= 100: always scan */
-	unsigned hot_seconds;
+	_Atomic unsigned percent;           /* 0 or >= 100: always scan */
+	_Atomic unsigned hot_seconds;
 	_Atomic long long last_detection;   /* seconds; LLONG_MIN: never */
 	virus_random_fn random;
 	void *random_arg;

@@ -302,6 +302,26 @@ struct config {
 	char *rules_file;
 	/* [quarantine] */
 	unsigned quarantine_expire;   /* seconds a held message waits for the operator, then deleted */
+	/* [actions]: per-category action ("engine": the engine's own) and the marks */
+	char *actions_virus;          /* tag, quarantine, reject, drop, defer or engine */
+	char *actions_spam;
+	char *actions_rule;
+	char *actions_dynamic;
+	char *actions_subject_tag;    /* "[SPAM] " */
+	char *actions_status_header;  /* "X-Postern-Status" */
+	char *actions_reason_header;  /* "X-Postern-Reason" */
+	char *actions_scl_header;     /* "X-Postern-SCL" */
+	/* [bayes] */
+	bool bayes_enabled;
+	char *bayes_database;         /* NULL: <data_dir>/bayes.db */
+	bool bayes_autolearn;
+	double bayes_autolearn_spam_score; /* other engines' total at least this: learn as spam */
+	double bayes_autolearn_ham_score;  /* at most this, nothing demanded: learn as ham */
+	/* [dkim] */
+	bool dkim_verify;
+	bool dkim_dmarc;              /* evaluate DMARC and apply the From domain's policy */
+	bool dkim_authentication_results; /* add Authentication-Results to accepted mail */
+	unsigned dkim_dns_timeout_ms; /* all DKIM/DMARC look-ups of one message */
 };
 
 /* A precise error: "file:line: [section] key: why"; empty parts are left out. */

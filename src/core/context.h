@@ -23,6 +23,7 @@ struct policy_state;
 struct content_stage;
 struct virus_engine;
 struct quarantine;
+struct bayes;
 
 struct postern_stats {
 	uint64_t sessions_total;
@@ -54,6 +55,7 @@ struct postern {
 	struct virus_engine *virus;    /* signatures stay loaded across config reloads */
 	struct event *virus_reload;    /* looks at the signature directory for changes */
 	struct quarantine *quarantine; /* held messages' metadata and their expiry */
+	struct bayes *bayes;           /* [bayes] token store, open across config reloads */
 	struct postern_stats stats;
 	time_t started;
 	char *config_path;

@@ -8,17 +8,24 @@
  * A request handle stays valid until its callback has run or until it is
  * cancelled. A cancelled request is only marked: c-ares still owns a
  * pointer to it and calls us back later, and that is when it is freed.
+ *
+ * Answers are cached per resolver (bounds in dns.h): raw answer bytes for
+ * dns_query_raw and dns_lookup_mx, re-parsed on a hit (so equal MX
+ * preferences are shuffled anew), address lists for dns_lookup_addr. A hit
+ * goes through the same deferred path as an IP literal.
  */
 #include "dns/dns.h"
 
 #include <arpa/inet.h>
 #include <arpa/nameser.h>
 #include <ares.h>
+#include <ctype.h>
 #include <event2/event.h>
 #include <netinet/in.h>
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "core/alloc.h"
 
@@ -56,8 +63,41 @@ struct dns_request {
 	enum dns_status st;
 	void *data;                   /* struct dns_mx[], struct dns_addr[] or bytes */
 	size_t n;
+	char *key;                    /* cache key of a question sent to a server */
+	int type;                     /* DNS type, or DNS_CACHE_ADDR_TYPE(family) */
 	struct dns_request *next;     /* resolver's list of deferred answers */
 	struct dns_request *prev;
+};
+
+/*
+ * The answer cache. Policy engines ask the same questions for every
+ * message of a sender (its MX, its SPF record) and every connection (PTR,
+ * HELO); serving those from memory removes a round trip each time. Entries
+ * hang in a hash table for lookup and on an LRU list for eviction.
+ */
+#define DNS_CACHE_BUCKETS 16384          /* power of two, > DNS_CACHE_MAX_ENTRIES */
+#define DNS_CACHE_ADDR_TYPE(family) (0x10000 + (family))   /* beyond DNS types */
+
+struct dns_cache_entry {
+	struct dns_cache_entry *hnext;   /* bucket chain */
+	struct dns_cache_entry *newer;   /* LRU list */
+	struct dns_cache_entry *older;
+	int type;
+	enum dns_status st;
+	time_t expires;
+	void *data;                      /* raw answer bytes or struct dns_addr[] */
+	size_t len;                      /* of data, in bytes */
+	char name[];
+};
+
+struct dns_cache {
+	struct dns_cache_entry **buckets;
+	struct dns_cache_entry *newest;
+	struct dns_cache_entry *oldest;
+	size_t max_entries;
+	dns_clock_fn now;
+	void *now_arg;
+	struct dns_cache_stats stats;
 };
 
 struct dns_resolver {
@@ -68,9 +108,231 @@ struct dns_resolver {
 	struct dns_request *deferred; /* requests owned by us, not by c-ares */
 	unsigned depth;               /* nesting of ares_process_fd */
 	bool free_pending;            /* dns_resolver_free called from a callback */
+	struct dns_cache cache;
 };
 
 static void dns_resolver_destroy(struct dns_resolver *r);
+
+static time_t dns_clock_monotonic(void *arg)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec;
+}
+
+static void dns_cache_init(struct dns_cache *c)
+{
+	c->buckets = xcalloc(DNS_CACHE_BUCKETS, sizeof(*c->buckets));
+	c->max_entries = DNS_CACHE_MAX_ENTRIES;
+	c->now = dns_clock_monotonic;
+}
+
+static size_t dns_cache_bucket(const char *key, int type)
+{
+	uint32_t h = 2166136261u;
+
+	for (const char *p = key; *p != '\0'; p++)
+		h = (h ^ (unsigned char)*p) * 16777619u;
+	h = (h ^ (uint32_t)type) * 16777619u;
+	return h & (DNS_CACHE_BUCKETS - 1);
+}
+
+/* Names compare case-insensitively and with or without the final dot. */
+static bool dns_cache_key(const char *name, char *key, size_t keylen)
+{
+	size_t len = strlen(name);
+
+	if (len > 0 && name[len - 1] == '.')
+		len--;
+	if (len == 0 || len >= keylen)
+		return false;
+	for (size_t i = 0; i < len; i++)
+		key[i] = (char)tolower((unsigned char)name[i]);
+	key[len] = '\0';
+	return true;
+}
+
+static void dns_cache_remove(struct dns_cache *c, struct dns_cache_entry *e)
+{
+	struct dns_cache_entry **pp = &c->buckets[dns_cache_bucket(e->name, e->type)];
+
+	while (*pp != e)
+		pp = &(*pp)->hnext;
+	*pp = e->hnext;
+	if (e->newer != NULL)
+		e->newer->older = e->older;
+	else
+		c->newest = e->older;
+	if (e->older != NULL)
+		e->older->newer = e->newer;
+	else
+		c->oldest = e->newer;
+	c->stats.entries--;
+	free(e->data);
+	free(e);
+}
+
+static void dns_cache_clear(struct dns_cache *c)
+{
+	while (c->oldest != NULL)
+		dns_cache_remove(c, c->oldest);
+	free(c->buckets);
+}
+
+static void dns_cache_make_newest(struct dns_cache *c, struct dns_cache_entry *e)
+{
+	e->older = c->newest;
+	e->newer = NULL;
+	if (c->newest != NULL)
+		c->newest->newer = e;
+	else
+		c->oldest = e;
+	c->newest = e;
+}
+
+/* A live entry for the key, now the most recently used; expired ones go. */
+static struct dns_cache_entry *dns_cache_find(struct dns_cache *c, const char *key, int type)
+{
+	struct dns_cache_entry *e;
+
+	for (e = c->buckets[dns_cache_bucket(key, type)]; e != NULL; e = e->hnext)
+		if (e->type == type && strcmp(e->name, key) == 0)
+			break;
+	if (e == NULL)
+		return NULL;
+	if (c->now(c->now_arg) >= e->expires) {
+		dns_cache_remove(c, e);
+		return NULL;
+	}
+	if (c->newest != e) {
+		e->newer->older = e->older;
+		if (e->older != NULL)
+			e->older->newer = e->newer;
+		else
+			c->oldest = e->newer;
+		dns_cache_make_newest(c, e);
+	}
+	return e;
+}
+
+static void dns_cache_evict_to(struct dns_cache *c, size_t max_entries)
+{
+	while (c->stats.entries > max_entries) {
+		dns_cache_remove(c, c->oldest);
+		c->stats.evictions++;
+	}
+}
+
+/* Keep a copy of data (len bytes) for ttl seconds, replacing an older answer. */
+static void dns_cache_store(struct dns_cache *c, const char *key, int type, enum dns_status st,
+			    const void *data, size_t len, long ttl)
+{
+	struct dns_cache_entry *e, *old;
+	size_t keylen = strlen(key);
+	size_t b;
+
+	if (ttl <= 0 || c->max_entries == 0)
+		return;
+	old = dns_cache_find(c, key, type);
+	if (old != NULL)
+		dns_cache_remove(c, old);
+	dns_cache_evict_to(c, c->max_entries - 1);
+	e = xcalloc(1, sizeof(*e) + keylen + 1);
+	memcpy(e->name, key, keylen + 1);
+	e->type = type;
+	e->st = st;
+	e->expires = c->now(c->now_arg) + ttl;
+	if (len > 0) {
+		e->data = xmalloc(len);
+		memcpy(e->data, data, len);
+		e->len = len;
+	}
+	b = dns_cache_bucket(key, type);
+	e->hnext = c->buckets[b];
+	c->buckets[b] = e;
+	dns_cache_make_newest(c, e);
+	c->stats.entries++;
+}
+
+/* Past a (possibly compressed) name; false when it runs off the message. */
+static bool dns_skip_name(const unsigned char **p, const unsigned char *end)
+{
+	while (*p < end) {
+		unsigned len = **p;
+
+		if ((len & 0xC0) == 0xC0) {
+			if (end - *p < 2)
+				return false;
+			*p += 2;
+			return true;
+		}
+		if ((len & 0xC0) != 0)
+			return false;
+		(*p)++;
+		if (len == 0)
+			return true;
+		if ((size_t)(end - *p) < len)
+			return false;
+		*p += len;
+	}
+	return false;
+}
+
+static uint32_t dns_get32(const unsigned char *p)
+{
+	return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
+}
+
+/*
+ * How long an answer may be cached, from the message itself: the smallest
+ * answer TTL when positive, the SOA's negative TTL (RFC 2308 5) when not.
+ * -1 when the message cannot be walked.
+ */
+static long dns_answer_ttl(const unsigned char *abuf, size_t alen, bool negative)
+{
+	const unsigned char *p = abuf + HFIXEDSZ, *end = abuf + alen;
+	unsigned qd, an, ns;
+	long ttl = -1;
+
+	if (alen < HFIXEDSZ)
+		return -1;
+	qd = (unsigned)abuf[4] << 8 | abuf[5];
+	an = (unsigned)abuf[6] << 8 | abuf[7];
+	ns = (unsigned)abuf[8] << 8 | abuf[9];
+	for (unsigned i = 0; i < qd; i++) {
+		if (!dns_skip_name(&p, end) || end - p < QFIXEDSZ)
+			return -1;
+		p += QFIXEDSZ;
+	}
+	for (unsigned i = 0; i < an + ns; i++) {
+		uint32_t rttl;
+		unsigned type, rdlen;
+
+		if (!dns_skip_name(&p, end) || end - p < RRFIXEDSZ)
+			return -1;
+		type = (unsigned)p[0] << 8 | p[1];
+		rttl = dns_get32(p + 4);
+		rdlen = (unsigned)p[8] << 8 | p[9];
+		p += RRFIXEDSZ;
+		if ((size_t)(end - p) < rdlen)
+			return -1;
+		if (rttl > INT32_MAX)          /* RFC 2181 8: treat as zero */
+			rttl = 0;
+		if (!negative && i < an && (ttl < 0 || (long)rttl < ttl))
+			ttl = (long)rttl;
+		if (negative && i >= an && type == ns_t_soa && rdlen >= 4) {
+			uint32_t minimum = dns_get32(p + rdlen - 4);
+
+			ttl = (long)(minimum < rttl ? minimum : rttl);
+		}
+		p += rdlen;
+	}
+	if (negative)
+		return ttl < 0 ? DNS_CACHE_NEGATIVE_TTL
+			       : (ttl > DNS_CACHE_NEGATIVE_MAX_TTL ? DNS_CACHE_NEGATIVE_MAX_TTL : ttl);
+	return ttl > DNS_CACHE_MAX_TTL ? DNS_CACHE_MAX_TTL : ttl;
+}
 
 /* After every call into c-ares the next deadline may have moved. */
 static void dns_timer_rearm(struct dns_resolver *r)
@@ -197,6 +459,7 @@ struct dns_resolver *dns_resolver_new(struct event_base *base, const char *serve
 		snprintf(err, errlen, "DNS timer: out of event resources");
 		goto err_channel;
 	}
+	dns_cache_init(&r->cache);
 	return r;
 
 err_channel:
@@ -224,6 +487,7 @@ static void dns_request_free(struct dns_request *req)
 	if (req->deferred_ev != NULL)
 		event_free(req->deferred_ev);
 	free(req->data);
+	free(req->key);
 	free(req);
 }
 
@@ -247,6 +511,7 @@ static void dns_resolver_destroy(struct dns_resolver *r)
 		dns_request_free(req);
 	}
 	event_free(r->timer);
+	dns_cache_clear(&r->cache);
 	ares_library_cleanup();
 	free(r);
 }
@@ -423,51 +688,156 @@ static enum dns_status dns_mx_parse(const unsigned char *abuf, int alen,
 	return DNS_OK;
 }
 
-static void dns_on_mx(void *arg, int status, int timeouts, unsigned char *abuf, int alen)
+/*
+ * The cached answer to this question, counted as a hit; on a miss the
+ * request remembers the key so that its answer can be kept.
+ */
+static const struct dns_cache_entry *dns_cache_lookup(struct dns_request *req, const char *name,
+						      int type)
 {
-	struct dns_request *req = arg;
+	struct dns_cache *c = &req->r->cache;
+	const struct dns_cache_entry *e;
+	char key[256];
+
+	if (!dns_cache_key(name, key, sizeof(key)))
+		return NULL;
+	e = dns_cache_find(c, key, type);
+	if (e != NULL) {
+		c->stats.hits++;
+		return e;
+	}
+	c->stats.misses++;
+	req->key = xstrdup(key);
+	req->type = type;
+	return NULL;
+}
+
+/*
+ * Keep a server's raw answer: positive and negative ones, never failures.
+ * Done even for a cancelled request, since the answer is just as good.
+ */
+static void dns_cache_keep_raw(struct dns_request *req, int status, enum dns_status st,
+			       const unsigned char *abuf, int alen)
+{
+	long ttl;
+
+	if (req->key == NULL)
+		return;
+	if (st == DNS_OK)
+		ttl = dns_answer_ttl(abuf, (size_t)alen, false);
+	else if ((status == ARES_ENOTFOUND || status == ARES_ENODATA) && abuf != NULL && alen > 0)
+		ttl = dns_answer_ttl(abuf, (size_t)alen, true);
+	else if (status == ARES_ENOTFOUND || status == ARES_ENODATA)
+		ttl = DNS_CACHE_NEGATIVE_TTL;
+	else
+		return;
+	dns_cache_store(&req->r->cache, req->key, req->type, st,
+			st == DNS_OK ? abuf : NULL, st == DNS_OK ? (size_t)alen : 0, ttl);
+}
+
+/* Hand over an MX answer from its raw form, a server's or the cache's. */
+static void dns_answer_mx(struct dns_request *req, int status, const unsigned char *abuf, int alen)
+{
 	struct dns_mx *mx = NULL;
 	size_t n = 0;
-	enum dns_status st;
+	enum dns_status st = dns_map_status(status);
 
-	if (!dns_wanted(req, status))
+	if (st == DNS_OK)
+		st = dns_mx_parse(abuf, alen, &mx, &n);
+	dns_cache_keep_raw(req, status, st, abuf, alen);
+	if (!dns_wanted(req, status)) {
+		free(mx);
 		return;
-	st = status == ARES_SUCCESS ? dns_mx_parse(abuf, alen, &mx, &n) : dns_map_status(status);
+	}
 	dns_answer(req, st, mx, n);
+}
+
+static void dns_on_mx(void *arg, int status, int timeouts, unsigned char *abuf, int alen)
+{
+	dns_answer_mx(arg, status, abuf, alen);
 }
 
 struct dns_request *dns_lookup_mx(struct dns_resolver *r, const char *domain, dns_mx_cb cb, void *arg)
 {
 	struct dns_request *req = dns_request_new(r, DNS_KIND_MX, arg);
+	const struct dns_cache_entry *e;
+	struct dns_mx *mx = NULL;
+	size_t n = 0;
 
 	req->cb.mx = cb;
+	e = dns_cache_lookup(req, domain, ns_t_mx);
+	if (e != NULL) {
+		enum dns_status st = e->st;
+
+		if (st == DNS_OK)
+			st = dns_mx_parse(e->data, (int)e->len, &mx, &n);
+		dns_answer(req, st, mx, n);
+		return dns_submitted(req, r);
+	}
 	ares_query(r->channel, domain, ns_c_in, ns_t_mx, dns_on_mx, req);
 	return dns_submitted(req, r);
+}
+
+/* A copy of len bytes, or NULL for none. */
+static void *dns_memdup(const void *p, size_t len)
+{
+	void *copy;
+
+	if (len == 0)
+		return NULL;
+	copy = xmalloc(len);
+	memcpy(copy, p, len);
+	return copy;
 }
 
 static void dns_on_raw(void *arg, int status, int timeouts, unsigned char *abuf, int alen)
 {
 	struct dns_request *req = arg;
 	enum dns_status st = dns_map_status(status);
-	unsigned char *copy = NULL;
 
+	dns_cache_keep_raw(req, status, st, abuf, alen);
 	if (!dns_wanted(req, status))
 		return;
-	if (st == DNS_OK) {
-		copy = xmalloc((size_t)alen);
-		memcpy(copy, abuf, (size_t)alen);
-	}
-	dns_answer(req, st, copy, (size_t)alen);
+	dns_answer(req, st, st == DNS_OK ? dns_memdup(abuf, (size_t)alen) : NULL, (size_t)alen);
 }
 
 struct dns_request *dns_query_raw(struct dns_resolver *r, const char *name, int type,
 				  dns_raw_cb cb, void *arg)
 {
 	struct dns_request *req = dns_request_new(r, DNS_KIND_RAW, arg);
+	const struct dns_cache_entry *e;
 
 	req->cb.raw = cb;
+	e = dns_cache_lookup(req, name, type);
+	if (e != NULL) {
+		dns_answer(req, e->st, dns_memdup(e->data, e->len), e->len);
+		return dns_submitted(req, r);
+	}
 	ares_query(r->channel, name, ns_c_in, type, dns_on_raw, req);
 	return dns_submitted(req, r);
+}
+
+/* The addresses' TTL: the smallest of their records', capped. */
+static long dns_addrinfo_ttl(const struct ares_addrinfo *ai)
+{
+	long ttl = -1;
+
+	for (const struct ares_addrinfo_node *node = ai->nodes; node != NULL; node = node->ai_next)
+		if (ttl < 0 || node->ai_ttl < ttl)
+			ttl = node->ai_ttl;
+	return ttl > DNS_CACHE_MAX_TTL ? DNS_CACHE_MAX_TTL : ttl;
+}
+
+static void dns_cache_keep_addrs(struct dns_request *req, int status, enum dns_status st,
+				 const struct ares_addrinfo *ai, const struct dns_addr *addrs, size_t n)
+{
+	if (req->key == NULL)
+		return;
+	if (st == DNS_OK)
+		dns_cache_store(&req->r->cache, req->key, req->type, st, addrs, n * sizeof(*addrs),
+				dns_addrinfo_ttl(ai));
+	else if (status == ARES_ENOTFOUND || status == ARES_ENODATA)
+		dns_cache_store(&req->r->cache, req->key, req->type, st, NULL, 0, DNS_CACHE_NEGATIVE_TTL);
 }
 
 static void dns_on_addrinfo(void *arg, int status, int timeouts, struct ares_addrinfo *ai)
@@ -478,10 +848,6 @@ static void dns_on_addrinfo(void *arg, int status, int timeouts, struct ares_add
 	size_t n = 0;
 	enum dns_status st = dns_map_status(status);
 
-	if (!dns_wanted(req, status)) {
-		ares_freeaddrinfo(ai);
-		return;
-	}
 	if (st == DNS_OK) {
 		for (node = ai->nodes; node != NULL; node = node->ai_next)
 			n++;
@@ -500,8 +866,16 @@ static void dns_on_addrinfo(void *arg, int status, int timeouts, struct ares_add
 		}
 		if (n == 0)
 			st = DNS_NODATA;
+		else
+			dns_cache_keep_addrs(req, status, st, ai, addrs, n);
+	} else {
+		dns_cache_keep_addrs(req, status, st, ai, NULL, 0);
 	}
 	ares_freeaddrinfo(ai);
+	if (!dns_wanted(req, status)) {
+		free(addrs);
+		return;
+	}
 	dns_answer(req, st, addrs, n);
 }
 
@@ -530,6 +904,7 @@ struct dns_request *dns_lookup_addr(struct dns_resolver *r, const char *host, in
 				    dns_addr_cb cb, void *arg)
 {
 	struct dns_request *req = dns_request_new(r, DNS_KIND_ADDR, arg);
+	const struct dns_cache_entry *e;
 	struct ares_addrinfo_hints hints;
 	struct dns_addr *literal;
 
@@ -537,6 +912,11 @@ struct dns_request *dns_lookup_addr(struct dns_resolver *r, const char *host, in
 	literal = dns_parse_literal(host, family);
 	if (literal != NULL) {
 		dns_answer(req, DNS_OK, literal, 1);
+		return dns_submitted(req, r);
+	}
+	e = dns_cache_lookup(req, host, DNS_CACHE_ADDR_TYPE(family));
+	if (e != NULL) {
+		dns_answer(req, e->st, dns_memdup(e->data, e->len), e->len / sizeof(struct dns_addr));
 		return dns_submitted(req, r);
 	}
 	memset(&hints, 0, sizeof(hints));
@@ -573,4 +953,23 @@ const char *dns_status_str(enum dns_status st)
 		return "malformed answer";
 	}
 	return "unknown";
+}
+
+void dns_cache_get_stats(const struct dns_resolver *r, struct dns_cache_stats *out)
+{
+	*out = r->cache.stats;
+}
+
+void dns_cache_set_limit(struct dns_resolver *r, size_t max_entries)
+{
+	if (max_entries > DNS_CACHE_MAX_ENTRIES)
+		max_entries = DNS_CACHE_MAX_ENTRIES;
+	r->cache.max_entries = max_entries;
+	dns_cache_evict_to(&r->cache, max_entries);
+}
+
+void dns_resolver_set_clock(struct dns_resolver *r, dns_clock_fn now, void *arg)
+{
+	r->cache.now = now;
+	r->cache.now_arg = arg;
 }

@@ -6,6 +6,18 @@
  * Callbacks always run from the loop, never inside the call that started
  * the lookup. The answer arrays are only valid during the callback, and a
  * request handle is invalid once its callback has run.
+ *
+ * Each resolver keeps an answer cache, keyed by (lower-cased name, type;
+ * for dns_lookup_addr the family), shared by dns_query_raw, dns_lookup_mx
+ * (same key as a raw MX query) and dns_lookup_addr:
+ *   - a positive answer lives for the smallest TTL of its answer records,
+ *     at most DNS_CACHE_MAX_TTL seconds; a TTL of 0 is not cached;
+ *   - NXDOMAIN and NODATA live for the SOA minimum of the authority
+ *     section (RFC 2308: the smaller of the SOA's TTL and MINIMUM), else
+ *     DNS_CACHE_NEGATIVE_TTL, at most DNS_CACHE_NEGATIVE_MAX_TTL;
+ *   - TEMPFAIL and MALFORMED are never cached;
+ *   - at most DNS_CACHE_MAX_ENTRIES entries; the least recently used goes.
+ * A cache hit still calls back from the loop.
  */
 #ifndef POSTERN_DNS_H
 #define POSTERN_DNS_H
@@ -13,10 +25,16 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/socket.h>
+#include <time.h>
 
 struct event_base;
 struct dns_resolver;
 struct dns_request;
+
+#define DNS_CACHE_MAX_ENTRIES      10000
+#define DNS_CACHE_MAX_TTL          3600   /* seconds */
+#define DNS_CACHE_NEGATIVE_TTL     60     /* NXDOMAIN/NODATA without an SOA */
+#define DNS_CACHE_NEGATIVE_MAX_TTL 900
 
 enum dns_status {
 	DNS_OK = 0,
@@ -62,6 +80,19 @@ struct dns_request *dns_lookup_addr(struct dns_resolver *r, const char *host, in
 typedef void (*dns_raw_cb)(void *arg, enum dns_status st, const unsigned char *answer, size_t len);
 struct dns_request *dns_query_raw(struct dns_resolver *r, const char *name, int type,
 				  dns_raw_cb cb, void *arg);
+
+struct dns_cache_stats {
+	uint64_t hits;        /* answered from the cache */
+	uint64_t misses;      /* sent to a server */
+	uint64_t evictions;   /* dropped for room before expiry */
+	size_t entries;
+};
+void dns_cache_get_stats(const struct dns_resolver *r, struct dns_cache_stats *out);
+/* Fewer entries than DNS_CACHE_MAX_ENTRIES (0: no cache); drops the excess. */
+void dns_cache_set_limit(struct dns_resolver *r, size_t max_entries);
+/* The cache's clock in seconds (default: CLOCK_MONOTONIC); tests inject one. */
+typedef time_t (*dns_clock_fn)(void *arg);
+void dns_resolver_set_clock(struct dns_resolver *r, dns_clock_fn now, void *arg);
 
 /* Only before the callback ran; NULL is ignored. */
 void dns_cancel(struct dns_request *req);

@@ -1273,6 +1273,15 @@ static unsigned char *session_read_back(struct smtp_session *s, size_t max, size
 	return buf;
 }
 
+/* The header line naming the signatures a message was scanned with; NULL without a scan. */
+static const char *session_virus_header(const char *virus, char *buf, size_t len)
+{
+	if (virus == NULL)
+		return NULL;
+	snprintf(buf, len, "X-Postern-Virus-Scanned: %s", virus);
+	return buf;
+}
+
 /*
  * Marks go in as envelope edits: the spool file stays as received, so DKIM
  * signatures of untouched parts survive. A tagged message gets the status,
@@ -1296,10 +1305,8 @@ static void session_mark_message(struct smtp_session *s, const struct content_ve
 		return;
 	if (!tagged || v->category != CATEGORY_SPAM)
 		o.subject_tag = NULL;
-	if (virus != NULL)
-		snprintf(extra, sizeof(extra), "X-Postern-Virus-Scanned: %s", virus);
 	if (marks_apply(s->env, head, n, &o, tagged ? "tagged" : NULL, tagged ? v->scl : -1,
-			tagged ? v->reasons : NULL, virus != NULL ? extra : NULL) < 0)
+			tagged ? v->reasons : NULL, session_virus_header(virus, extra, sizeof(extra))) < 0)
 		log_warn("content session=%llu: cannot add the marks", (unsigned long long)s->id);
 	free(head);
 }
@@ -1318,10 +1325,9 @@ static bool session_clean_message(struct smtp_session *s, const struct content_r
 	unsigned char *raw = session_read_back(s, (size_t)spool_writer_size(s->writer), &n);
 	int rc = -1;
 
-	if (virus != NULL)
-		snprintf(extra, sizeof(extra), "X-Postern-Virus-Scanned: %s", virus);
 	if (raw != NULL && n == spool_writer_size(s->writer))
-		rc = content_clean_parts(s->env, raw, n, r, virus != NULL ? extra : NULL, why, sizeof(why));
+		rc = content_clean_parts(s->env, raw, n, r, session_virus_header(virus, extra, sizeof(extra)),
+					 why, sizeof(why));
 	free(raw);
 	if (rc < 0)
 		log_warn("content session=%llu: cannot clean, quarantined: %s", (unsigned long long)s->id, why);

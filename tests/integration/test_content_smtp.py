@@ -81,6 +81,27 @@ def test_untagged_mail_passes_byte_identical(rules_gw, sink):
     assert rest == data
 
 
+def test_actions_rule_category_tags_instead(gateway, sink, workdir):
+    """[actions] rule = tag: a rule that rejects only tags, with the
+    subject tag and header names of [actions] left at their defaults (the
+    subject tag is for spam only); the rule's own 554 text is not used."""
+    path = "{}/content.rules".format(workdir)
+    with open(path, "w") as f:
+        f.write(RULES)
+    gw = gateway({"rules": {"file": path}, "actions": {"rule": "tag"}})
+    mid = make_message_id()
+    data = with_attachment("pretty.scr", b"not really a screensaver\r\n", mid=mid,
+                           subject="screensaver", ctype="text/plain")
+    r = gw.transaction(SENDER, [RCPT], data)
+    assert r.code == 250, r
+    raw = sink.wait_message_id(mid)["data"]
+    assert header(raw, "X-Postern-Status") == "tagged", raw[:1500]
+    assert header(raw, "X-Postern-Reason"), raw[:1500]
+    assert header(raw, "Subject") == "screensaver", raw[:1500]
+    assert raw.endswith(data[data.index(b"\r\n\r\n"):])
+    assert re.search(r"action=tag category=rule ", gw.log_text())
+
+
 def test_mime_double_extension_rejected(gateway, sink):
     """The MIME engine alone (no virus engine, no rules): a document
     extension in front of an executable one is refused."""

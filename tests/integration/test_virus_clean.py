@@ -12,7 +12,8 @@ import pytest
 from conftest import REPO
 from rawsmtp import make_message_id
 from sink import strip_first_received
-from test_virus_smtp import RCPT, SENDER, TESTFILES, virus_config, with_attachment
+from test_virus_smtp import (RCPT, SENDER, TESTFILES, VERSION_HEADER, virus_config,
+                             with_attachment)
 
 CLAM_ZIP = os.path.join(TESTFILES, "clam.zip")
 SESSION_C = os.path.join(REPO, "src", "smtp", "smtp_session.c")
@@ -47,12 +48,15 @@ def test_clean_replaces_infected_attachment(gateway, sink):
     note = NOTE.search(rest)
     assert note, rest[-2000:]
     assert note.group(1).startswith(b"Postern.Test.ClamAV-Test-File."), note.group(1)
-    # Exactly the original with the mark added and the zip part replaced.
+    # Exactly the original with the marks added and the zip part replaced.
+    cleaned = b"X-Postern-Virus-Cleaned: clam.zip removed\r\n"
+    assert rest.startswith(cleaned), rest[:300]
+    version = VERSION_HEADER.match(rest, len(cleaned))
+    assert version, rest[:300]
     zip_start = data.index(b"--b0undary\r\nContent-Type: application/zip")
     zip_start += len(b"--b0undary\r\n")
     zip_end = data.rindex(b"\r\n--b0undary--\r\n")
-    expect = (b"X-Postern-Virus-Cleaned: clam.zip removed\r\n" + data[:zip_start] +
-              note.group(0) + data[zip_end:])
+    expect = (cleaned + version.group(0) + data[:zip_start] + note.group(0) + data[zip_end:])
     assert rest == expect
     # The text part is byte-identical.
     text_part = b"--b0undary\r\nContent-Type: text/plain; charset=us-ascii\r\n\r\nSee the attachment.\r\n\r\n"

@@ -66,6 +66,19 @@ def eicar_mail(subject="eicar", mid=None):
     return with_attachment("eicar.txt", EICAR, subject=subject, mid=mid, ctype="text/plain")
 
 
+VERSION_HEADER = re.compile(rb"X-Postern-Virus-Scanned: ((?:daily=\d+ )?sigs=\d+ loaded=\S+Z)\r\n")
+
+
+def strip_version_header(rest):
+    """(version, rest without it): a scanned message gets exactly one
+    X-Postern-Virus-Scanned header, right under the gateway's Received."""
+    m = VERSION_HEADER.match(rest)
+    assert m, rest[:300]
+    rest = rest[m.end():]
+    assert not re.search(rb"(?im)^X-Postern-Virus-Scanned:", rest), rest[:2000]
+    return m.group(1).decode(), rest
+
+
 def virus_config(**keys):
     virus = {"enabled": True, "database": DB}
     virus.update(keys)
@@ -132,7 +145,9 @@ def test_testfile_rejected(virus_gw, name):
 
 def test_clean_mail_unchanged(virus_gw):
     """A clean mail (with an attachment the engine scans) is delivered
-    byte-identical apart from the Received header, and unmarked."""
+    byte-identical apart from the Received header and the signature
+    version it was scanned with, and otherwise unmarked; the log line of
+    the verdict names the same version."""
     gw, sink = virus_gw
     mid = make_message_id()
     data = with_attachment("notes.txt", b"Nothing to see here.\r\n" * 40, mid=mid,
@@ -141,8 +156,11 @@ def test_clean_mail_unchanged(virus_gw):
     assert r.code == 250, r
     got = sink.wait_message_id(mid)
     _, rest = strip_first_received(got["data"])
+    version, rest = strip_version_header(rest)
     assert rest == data
-    assert not re.search(rb"(?im)^X-Postern-", got["data"])
+    assert not re.search(rb"(?im)^X-Postern-", rest)
+    assert re.search(r"content session=\d+ .* action=none .* virus={} reasons=".format(re.escape(version)),
+                     gw.log_text()), gw.log_text()[-3000:]
 
 
 def test_no_infected_mail_delivered(virus_gw):
@@ -269,6 +287,90 @@ def test_sampling_goes_hot_after_a_detection(gateway, sink):
     lines = symbol_lines(gw)[before:]
     assert len(lines) == 2 * hot
     assert all("VIRUS_SCANNED" in s and "VIRUS_SKIPPED" not in s for s in lines), lines
+    # The quiet messages' verdict lines say which were skipped, as the symbols did.
+    verdicts = re.findall(r"content session=\d+ .* virus=(\S+) reasons=", gw.log_text())
+    assert verdicts[:quiet].count("skipped") == skipped, verdicts[:quiet]
+    assert all(v == "skipped" or v.startswith("sigs=") for v in verdicts), set(verdicts)
+
+
+def reload_and_wait(gw):
+    """SIGHUP, then wait for the gateway's word that the new config is in."""
+    done = gw.log_text().count("reloaded configuration")
+    gw.reload_signal()
+    wait_until(lambda: gw.log_text().count("reloaded configuration") > done, timeout=60,
+               what="the reload")
+
+
+def test_reload_applies_virus_action_and_sampling(gateway, sink):
+    """[virus] action and sample_percent changed by a reload apply to the
+    next message: the running signatures are kept, not loaded again."""
+    gw = gateway(virus_config(action="reject", sample_percent=1))
+    loads = gw.log_text().count("signatures loaded")
+    gw.update(virus_config(action="tag", sample_percent=100))
+    reload_and_wait(gw)
+    mid = make_message_id()
+    data = eicar_mail(mid=mid)
+    r = gw.transaction(SENDER, [RCPT], data)
+    assert r.code == 250, r
+    raw = sink.wait_message_id(mid)["data"]
+    _, rest = strip_first_received(raw)
+    assert re.search(rb"(?im)^X-Postern-Status:[ \t]*tagged", rest), rest[:2000]
+    assert re.search(rb"(?im)^X-Postern-Virus-Scanned: sigs=\d+", rest), rest[:2000]
+    assert gw.log_text().count("signatures loaded") == loads
+
+    gw.update(virus_config(action="reject"))
+    reload_and_wait(gw)
+    r = gw.transaction(SENDER, [RCPT], eicar_mail())
+    assert r.code == 554 and "Eicar-Test-Signature" in r.text, r
+
+
+def test_reload_with_a_new_database_directory(gateway, sink, workdir):
+    """A new [virus] database directory loads a new engine for the new
+    config; the old one goes with the last pipeline that used it."""
+    db = os.path.join(workdir, "clamav-db2")
+    shutil.copytree(DB, db)
+    with open(os.path.join(db, "postern-reload.ndb"), "w") as f:
+        f.write("{}:0:*:{}\n".format(NEW_SIG_NAME, NEW_SIG_TEXT.hex()))
+    give_to_daemon(db)
+    gw = gateway(virus_config())
+    marker = with_attachment("marker.txt", NEW_SIG_TEXT, ctype="text/plain")
+    assert gw.transaction(SENDER, [RCPT], marker).code == 250
+    gw.update(virus_config(database=db))
+    reload_and_wait(gw)
+    assert "virus signature directory now " + db in gw.log_text()
+    r = gw.transaction(SENDER, [RCPT], marker)
+    assert r.code == 554 and NEW_SIG_NAME in r.text, r
+    r = gw.transaction(SENDER, [RCPT], eicar_mail())
+    assert r.code == 554 and "Eicar-Test-Signature" in r.text, r
+
+
+def test_actions_section_overrides_the_engine(gateway, sink):
+    """[actions] virus = quarantine wins over [virus] action = reject; with
+    tag, the marks use the header names of [actions]; a bad value refuses
+    the reload and keeps the running config."""
+    gw = gateway(dict(virus_config(action="reject"), actions={"virus": "quarantine"}))
+    r = gw.transaction(SENDER, [RCPT], eicar_mail())
+    assert r.code == 250 and r.queue_id, r
+    (held,) = [m for m in gw.queue_list() if m["id"] == r.queue_id]
+    assert held["held"] is True, held
+
+    gw.update({"actions": {"virus": "tag", "status_header": "X-Scan-Status",
+                           "reason_header": "X-Scan-Why", "scl_header": "X-Scan-Level"}})
+    reload_and_wait(gw)
+    mid = make_message_id()
+    r = gw.transaction(SENDER, [RCPT], eicar_mail(mid=mid))
+    assert r.code == 250, r
+    raw = sink.wait_message_id(mid)["data"]
+    assert re.search(rb"(?im)^X-Scan-Status:[ \t]*tagged", raw), raw[:2000]
+    assert re.search(rb"(?im)^X-Scan-Level:[ \t]*9", raw), raw[:2000]
+    assert re.search(rb"(?im)^X-Scan-Why:.*Eicar-Test-Signature", raw), raw[:2000]
+    assert not re.search(rb"(?im)^X-Postern-Status:", raw), raw[:2000]
+
+    gw.update({"actions": {"virus": "explode"}})
+    p = gw.cli("reload", check=1)
+    assert "explode" in p.stdout + p.stderr, p
+    r = gw.transaction(SENDER, [RCPT], eicar_mail())
+    assert r.code == 250, r
 
 
 # -- signature reload under load ---------------------------------------------

@@ -94,7 +94,7 @@ static char *cl_clean(const char *raw, const char *const *files, const char *con
 		CHECK(files[i] == NULL || part >= 0);
 		cl_found(&r, part, viruses[i]);
 	}
-	if (content_clean_parts(env, (const unsigned char *)raw, strlen(raw), &r, why, sizeof(why)) == 0) {
+	if (content_clean_parts(env, (const unsigned char *)raw, strlen(raw), &r, NULL, why, sizeof(why)) == 0) {
 		out = cl_view(env, raw);
 		CHECK(strncmp(why, "removed ", 8) == 0);
 	} else {
@@ -427,7 +427,7 @@ TEST(clean_refuses_unsure_structure)
 		int part = cl_part_named(m, "v.bin");
 
 		cl_found(&r, part >= 0 ? part : 0, "V");
-		CHECK_INT(content_clean_parts(env, (const unsigned char *)raw, strlen(raw), &r, why, sizeof(why)), -1);
+		CHECK_INT(content_clean_parts(env, (const unsigned char *)raw, strlen(raw), &r, NULL, why, sizeof(why)), -1);
 		CHECK_INT(env->nedits, 0);
 		CHECK(why[0] != '\0');
 		CHECK(cl_clean(raw, part >= 0 ? files : NULL, viruses, part >= 0 ? 1 : 0) == NULL);
@@ -484,7 +484,7 @@ TEST(clean_refuses_colliding_edits)
 
 	cl_found(&r, cl_part_named(r.mime, "clam.zip"), "V");
 	CHECK_INT(envelope_add_edit(env, (uint64_t)(zip - raw), 4, "xxxx", 4), 0);
-	CHECK_INT(content_clean_parts(env, (const unsigned char *)raw, strlen(raw), &r, why, sizeof(why)), -1);
+	CHECK_INT(content_clean_parts(env, (const unsigned char *)raw, strlen(raw), &r, NULL, why, sizeof(why)), -1);
 	CHECK_INT(env->nedits, 1);
 	envelope_free(env);
 	engine_results_free(&r.results);

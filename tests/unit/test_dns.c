@@ -26,7 +26,12 @@ static const char dns_zone[] =
 	"nullmx.example.com MX 0 .\n"
 	"spf.example.com TXT \"v=spf1 ip4:192.0.2.0/24\" \" -all\"\n"
 	"slow.example.com TIMEOUT\n"
-	"broken.example.com SERVFAIL\n";
+	"broken.example.com SERVFAIL\n"
+	"short.example.com A 192.0.2.9 ttl=5\n"
+	"zero.example.com A 192.0.2.10 ttl=0\n"
+	"lru-a.example.com A 192.0.2.11\n"
+	"lru-b.example.com A 192.0.2.12\n"
+	"lru-c.example.com A 192.0.2.13\n";
 
 struct dns_fixture {
 	struct event_base *base;
@@ -38,7 +43,13 @@ struct dns_fixture {
 	struct dns_mx mx[8];
 	struct dns_addr addrs[8];
 	char txt[256];
+	time_t now;                  /* the cache's clock */
 };
+
+static time_t dns_fixture_clock(void *arg)
+{
+	return ((struct dns_fixture *)arg)->now;
+}
 
 static void dns_fixture_setup(struct dns_fixture *f, unsigned timeout_ms, unsigned tries)
 {
@@ -52,8 +63,12 @@ static void dns_fixture_setup(struct dns_fixture *f, unsigned timeout_ms, unsign
 	snprintf(servers, sizeof(servers), "127.0.0.1:%u", port);
 	f->r = dns_resolver_new(f->base, servers, timeout_ms, tries, err, sizeof(err));
 	CHECK(f->r != NULL);
-	if (f->r == NULL)
+	if (f->r == NULL) {
 		fprintf(stderr, "  %s\n", err);
+		return;
+	}
+	f->now = 1000;
+	dns_resolver_set_clock(f->r, dns_fixture_clock, f);
 }
 
 static void dns_fixture_teardown(struct dns_fixture *f)
@@ -341,4 +356,223 @@ TEST(dns_bad_server_list)
 	CHECK(dns_resolver_new(base, "not an address", 1000, 2, err, sizeof(err)) == NULL);
 	CHECK(strstr(err, "not an address") != NULL);
 	event_base_free(base);
+}
+
+static void dns_check_stats(struct dns_fixture *f, uint64_t hits, uint64_t misses)
+{
+	struct dns_cache_stats st;
+
+	dns_cache_get_stats(f->r, &st);
+	CHECK_INT(st.hits, hits);
+	CHECK_INT(st.misses, misses);
+}
+
+/* Stop the server: from now on only the cache can answer (quickly). */
+static void dns_fixture_stop_server(struct dns_fixture *f)
+{
+	testpeer_stop(f->dnsd);
+	f->dnsd = -1;
+}
+
+TEST(dns_cache_answers_the_second_lookup)
+{
+	struct dns_fixture f;
+	char a[64];
+
+	dns_fixture_setup(&f, 200, 1);
+	dns_lookup_mx(f.r, "example.com", on_mx, &f);
+	dns_query_raw(f.r, "spf.example.com", ns_t_txt, on_raw, &f);
+	dns_lookup_addr(f.r, "dual.example.com", AF_INET, on_addr, &f);
+	dns_run(&f, 3, 5);
+	CHECK_INT(f.calls, 3);
+	dns_check_stats(&f, 0, 3);
+	dns_fixture_stop_server(&f);
+	f.txt[0] = '\0';
+
+	dns_lookup_mx(f.r, "EXAMPLE.com.", on_mx, &f);
+	CHECK_INT(f.calls, 3);      /* a hit still answers from the loop */
+	dns_run(&f, 4, 5);
+	CHECK_INT(f.st, DNS_OK);
+	CHECK_INT(f.n, 4);
+	CHECK_INT(f.mx[0].preference, 10);
+	CHECK_STR(f.mx[3].host, "mx-c.example.com");
+
+	dns_query_raw(f.r, "spf.example.com", ns_t_txt, on_raw, &f);
+	dns_run(&f, 5, 5);
+	CHECK_INT(f.st, DNS_OK);
+	CHECK_STR(f.txt, "[v=spf1 ip4:192.0.2.0/24| -all");
+
+	dns_lookup_addr(f.r, "dual.example.com", AF_INET, on_addr, &f);
+	dns_run(&f, 6, 5);
+	CHECK_INT(f.st, DNS_OK);
+	CHECK_INT(f.n, 1);
+	CHECK_STR(dns_addr_str(&f.addrs[0], a, sizeof(a)), "192.0.2.7");
+	dns_check_stats(&f, 3, 3);
+
+	/* another family is another question: the server is gone */
+	dns_lookup_addr(f.r, "dual.example.com", AF_INET6, on_addr, &f);
+	dns_run(&f, 7, 5);
+	CHECK_INT(f.st, DNS_TEMPFAIL);
+	dns_check_stats(&f, 3, 4);
+	dns_fixture_teardown(&f);
+}
+
+TEST(dns_cache_expires_with_the_ttl)
+{
+	struct dns_fixture f;
+
+	dns_fixture_setup(&f, 1000, 2);
+	/* the smallest TTL of the answer counts: example.com has one MX at 60 s */
+	dns_lookup_mx(f.r, "example.com", on_mx, &f);
+	dns_lookup_addr(f.r, "short.example.com", AF_INET, on_addr, &f);
+	dns_run(&f, 2, 5);
+	f.now += 4;
+	dns_lookup_addr(f.r, "short.example.com", AF_INET, on_addr, &f);
+	dns_run(&f, 3, 5);
+	CHECK_INT(f.st, DNS_OK);
+	dns_check_stats(&f, 1, 2);
+	f.now += 1;
+	dns_lookup_addr(f.r, "short.example.com", AF_INET, on_addr, &f);
+	dns_run(&f, 4, 5);
+	CHECK_INT(f.st, DNS_OK);
+	dns_check_stats(&f, 1, 3);
+
+	f.now = 1059;
+	dns_lookup_mx(f.r, "example.com", on_mx, &f);
+	dns_run(&f, 5, 5);
+	dns_check_stats(&f, 2, 3);
+	f.now = 1060;
+	dns_lookup_mx(f.r, "example.com", on_mx, &f);
+	dns_run(&f, 6, 5);
+	CHECK_INT(f.st, DNS_OK);
+	dns_check_stats(&f, 2, 4);
+
+	/* TTL 0: never kept */
+	dns_lookup_addr(f.r, "zero.example.com", AF_INET, on_addr, &f);
+	dns_run(&f, 7, 5);
+	dns_lookup_addr(f.r, "zero.example.com", AF_INET, on_addr, &f);
+	dns_run(&f, 8, 5);
+	CHECK_INT(f.st, DNS_OK);
+	dns_check_stats(&f, 2, 6);
+	dns_fixture_teardown(&f);
+}
+
+TEST(dns_cache_keeps_negative_answers)
+{
+	struct dns_fixture f;
+
+	dns_fixture_setup(&f, 200, 1);
+	dns_lookup_mx(f.r, "nowhere.example.com", on_mx, &f);
+	dns_query_raw(f.r, "mx-a1.example.com", ns_t_txt, on_raw, &f);
+	dns_lookup_addr(f.r, "nowhere.example.com", AF_INET, on_addr, &f);
+	dns_run(&f, 3, 5);
+	dns_fixture_stop_server(&f);
+
+	dns_lookup_mx(f.r, "nowhere.example.com", on_mx, &f);
+	dns_run(&f, 4, 5);
+	CHECK_INT(f.st, DNS_NXDOMAIN);
+	CHECK_INT(f.n, 0);
+	dns_query_raw(f.r, "mx-a1.example.com", ns_t_txt, on_raw, &f);
+	dns_run(&f, 5, 5);
+	CHECK_INT(f.st, DNS_NODATA);
+	CHECK_INT(f.n, 0);
+	dns_lookup_addr(f.r, "nowhere.example.com", AF_INET, on_addr, &f);
+	dns_run(&f, 6, 5);
+	CHECK_INT(f.st, DNS_NXDOMAIN);
+	dns_check_stats(&f, 3, 3);
+
+	/* no SOA in dnsd's answers: the default negative TTL */
+	f.now += DNS_CACHE_NEGATIVE_TTL - 1;
+	dns_lookup_mx(f.r, "nowhere.example.com", on_mx, &f);
+	dns_run(&f, 7, 5);
+	CHECK_INT(f.st, DNS_NXDOMAIN);
+	f.now += 1;
+	dns_lookup_mx(f.r, "nowhere.example.com", on_mx, &f);
+	dns_run(&f, 8, 5);
+	CHECK_INT(f.st, DNS_TEMPFAIL);
+	dns_check_stats(&f, 4, 4);
+	dns_fixture_teardown(&f);
+}
+
+TEST(dns_cache_never_keeps_failures)
+{
+	struct dns_fixture f;
+
+	dns_fixture_setup(&f, 200, 1);
+	for (int i = 1; i <= 2; i++) {
+		dns_lookup_mx(f.r, "broken.example.com", on_mx, &f);
+		dns_run(&f, i, 5);
+		CHECK_INT(f.st, DNS_TEMPFAIL);
+	}
+	dns_lookup_addr(f.r, "slow.example.com", AF_INET, on_addr, &f);
+	dns_run(&f, 3, 5);
+	CHECK_INT(f.st, DNS_TEMPFAIL);
+	dns_lookup_addr(f.r, "slow.example.com", AF_INET, on_addr, &f);
+	dns_run(&f, 4, 5);
+	CHECK_INT(f.st, DNS_TEMPFAIL);
+	dns_check_stats(&f, 0, 4);
+	dns_fixture_teardown(&f);
+}
+
+TEST(dns_cache_evicts_the_least_recently_used)
+{
+	struct dns_fixture f;
+	struct dns_cache_stats st;
+
+	dns_fixture_setup(&f, 1000, 2);
+	dns_cache_set_limit(f.r, 2);
+	dns_lookup_addr(f.r, "lru-a.example.com", AF_INET, on_addr, &f);
+	dns_lookup_addr(f.r, "lru-b.example.com", AF_INET, on_addr, &f);
+	dns_run(&f, 2, 5);
+	dns_lookup_addr(f.r, "lru-a.example.com", AF_INET, on_addr, &f);   /* a is now newest */
+	dns_run(&f, 3, 5);
+	dns_lookup_addr(f.r, "lru-c.example.com", AF_INET, on_addr, &f);   /* b goes */
+	dns_run(&f, 4, 5);
+	dns_cache_get_stats(f.r, &st);
+	CHECK_INT(st.entries, 2);
+	CHECK_INT(st.evictions, 1);
+	dns_check_stats(&f, 1, 3);
+	dns_lookup_addr(f.r, "lru-a.example.com", AF_INET, on_addr, &f);
+	dns_lookup_addr(f.r, "lru-c.example.com", AF_INET, on_addr, &f);
+	dns_run(&f, 6, 5);
+	dns_check_stats(&f, 3, 3);
+	dns_lookup_addr(f.r, "lru-b.example.com", AF_INET, on_addr, &f);
+	dns_run(&f, 7, 5);
+	CHECK_INT(f.st, DNS_OK);
+	dns_check_stats(&f, 3, 4);
+	dns_cache_get_stats(f.r, &st);
+	CHECK_INT(st.entries, 2);
+
+	dns_cache_set_limit(f.r, 0);     /* no cache at all */
+	dns_cache_get_stats(f.r, &st);
+	CHECK_INT(st.entries, 0);
+	dns_lookup_addr(f.r, "lru-b.example.com", AF_INET, on_addr, &f);
+	dns_run(&f, 8, 5);
+	dns_lookup_addr(f.r, "lru-b.example.com", AF_INET, on_addr, &f);
+	dns_run(&f, 9, 5);
+	CHECK_INT(f.st, DNS_OK);
+	dns_check_stats(&f, 3, 6);
+	dns_fixture_teardown(&f);
+}
+
+TEST(dns_cache_hit_can_be_cancelled)
+{
+	struct dns_fixture f;
+	struct dns_request *req;
+
+	dns_fixture_setup(&f, 1000, 2);
+	dns_lookup_mx(f.r, "example.com", on_mx, &f);
+	dns_lookup_addr(f.r, "dual.example.com", AF_INET, on_addr, &f);
+	dns_run(&f, 2, 5);
+	req = dns_lookup_mx(f.r, "example.com", on_mx, &f);
+	dns_cancel(req);
+	req = dns_lookup_addr(f.r, "dual.example.com", AF_INET, on_addr, &f);
+	dns_cancel(req);
+	dns_query_raw(f.r, "spf.example.com", ns_t_txt, on_raw, &f);
+	dns_run(&f, 3, 2);
+	event_base_loop(f.base, EVLOOP_NONBLOCK);
+	CHECK_INT(f.calls, 3);      /* only the TXT look-up called back */
+	CHECK_STR(f.txt, "[v=spf1 ip4:192.0.2.0/24| -all");
+	dns_check_stats(&f, 2, 3);
+	dns_fixture_teardown(&f);
 }

@@ -67,6 +67,8 @@ static void dnsbl_fixture_setup(struct dnsbl_fixture *f, unsigned deadline_ms)
 	snprintf(servers, sizeof(servers), "127.0.0.1:%u", port);
 	f->r = dns_resolver_new(f->base, servers, 1000, 2, err, sizeof(err));
 	CHECK(f->r != NULL);
+	if (f->r != NULL)          /* the resolver caches answers too: same clock */
+		dns_resolver_set_clock(f->r, fixture_clock, &f->now);
 	f->d = dnsbl_new(f->base, f->r, &o);
 }
 

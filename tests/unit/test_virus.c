@@ -770,6 +770,7 @@ TEST(virus_content_engine_results)
 		engine_results_free(&out);
 		free(mail);
 	}
+	e->free(e->state);
 	free(e);
 	virus_engine_free(ve);
 }
@@ -811,6 +812,17 @@ TEST(virus_content_engine_sampling)
 	res = find_result(&out, "VIRUS_FOUND");
 	CHECK(res != NULL && res->action == CONTENT_QUARANTINE);
 	engine_results_free(&out);
+	e->free(e->state);
 	free(e);
+
+	/* a reload's pipeline: its own action, new sampling on the shared engine */
+	e = virus_content_engine_with(ve, CONTENT_TAG, false);
 	virus_engine_free(ve);
+	virus_engine_set_sampling(ve, 100, 0);
+	e->check(e->state, &m, &out);
+	res = find_result(&out, "VIRUS_FOUND");
+	CHECK(res != NULL && res->action == CONTENT_TAG);
+	engine_results_free(&out);
+	e->free(e->state);
+	free(e);
 }

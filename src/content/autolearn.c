@@ -1,0 +1,112 @@
+/*
+ * Autolearn (see autolearn.h). Only decisive evidence from elsewhere
+ * teaches the filter: a virus, a deny-list or DNSBL hit, or a total
+ * score from the other engines beyond the configured thresholds.
+ */
+#define LOG_MODULE "bayes"
+#include "content/autolearn.h"
+
+#include <stdio.h>
+#include <string.h>
+
+#include "core/log.h"
+
+static bool autolearn_listed_symbol(const char *symbol)
+{
+	return strcmp(symbol, "IPLIST_DENY") == 0 || strncmp(symbol, "DNSBL_", 6) == 0 ||
+	       strncmp(symbol, "RHSBL_", 6) == 0;
+}
+
+void autolearn_facts_from(struct autolearn_facts *f, const struct engine_results *policy)
+{
+	memset(f, 0, sizeof(*f));
+	if (policy == NULL)
+		return;
+	for (size_t i = 0; i < policy->count; i++) {
+		const struct engine_result *r = &policy->items[i];
+
+		f->policy_score += r->score;
+		if (f->listed[0] == '\0' && autolearn_listed_symbol(r->symbol))
+			snprintf(f->listed, sizeof(f->listed), "%s", r->symbol);
+	}
+}
+
+/* The verdict without the Bayes engine: total score and whether a virus was found. */
+static double autolearn_other_score(const struct content_result *r, const char **virus)
+{
+	double score = 0.0;
+
+	*virus = NULL;
+	for (size_t i = 0; i < r->results.count; i++) {
+		const struct engine_result *res = &r->results.items[i];
+
+		if (strcmp(res->engine, "bayes") == 0)
+			continue;
+		score += res->score;
+		if (*virus == NULL && res->category == CATEGORY_VIRUS && res->action != CONTENT_NONE)
+			*virus = res->symbol;
+	}
+	return score;
+}
+
+/* true with the class and reason when the evidence is clear enough to learn from. */
+static bool autolearn_decide(const struct autolearn_options *o, const struct content_result *r,
+			     const struct autolearn_facts *f, bool *is_spam, char *reason, size_t len)
+{
+	const char *virus;
+	double score = autolearn_other_score(r, &virus) + f->policy_score;
+
+	*is_spam = true;
+	if (virus != NULL) {
+		snprintf(reason, len, "virus %s", virus);
+		return true;
+	}
+	if (f->listed[0] != '\0') {
+		snprintf(reason, len, "listed %s", f->listed);
+		return true;
+	}
+	if (score >= o->spam_score) {
+		snprintf(reason, len, "score %.1f >= %.1f", score, o->spam_score);
+		return true;
+	}
+	*is_spam = false;
+	if (score <= o->ham_score && r->verdict.action == CONTENT_NONE) {
+		snprintf(reason, len, "score %.1f <= %.1f", score, o->ham_score);
+		return true;
+	}
+	snprintf(reason, len, "score %.1f between %.1f and %.1f", score, o->ham_score, o->spam_score);
+	return false;
+}
+
+void content_autolearn(struct bayes *b, const struct autolearn_options *o, const struct content_message *m,
+		       const struct content_result *r, const struct autolearn_facts *f, const char *queue_id)
+{
+	char reason[160];
+	const char *cls;
+	bool is_spam;
+
+	if (m->mime == NULL)
+		return;
+	if (!autolearn_decide(o, r, f, &is_spam, reason, sizeof(reason))) {
+		log_debug("autolearn queue_id=%s skipped: %s", queue_id, reason);
+		return;
+	}
+	cls = is_spam ? "spam" : "ham";
+	if (bayes_learned_before(b, m->raw, m->raw_len)) {
+		log_info("autolearn queue_id=%s class=%s reason=\"%s\" not learned: duplicate", queue_id, cls, reason);
+		return;
+	}
+	switch (bayes_autolearn(b, m, is_spam, reason)) {
+	case BAYES_LEARNED:
+		log_info("autolearn queue_id=%s class=%s reason=\"%s\"", queue_id, cls, reason);
+		break;
+	case BAYES_REFUSED:
+		log_info("autolearn queue_id=%s class=%s reason=\"%s\" not learned: rate guard", queue_id, cls,
+			 reason);
+		break;
+	default:
+		log_warn("autolearn queue_id=%s class=%s reason=\"%s\" not learned: store error", queue_id, cls,
+			 reason);
+		break;
+	}
+}

@@ -1,0 +1,36 @@
+/*
+ * The gateway's Bayes autolearn: after the verdict, a message the other
+ * engines found clearly spam (or clearly ham) teaches the Bayes filter,
+ * and every decision — learned, or why not — is logged with the queue id.
+ */
+#ifndef POSTERN_CONTENT_AUTOLEARN_H
+#define POSTERN_CONTENT_AUTOLEARN_H
+
+#include <stdbool.h>
+
+#include "content/bayes.h"
+#include "content/pipeline.h"
+
+struct autolearn_options {
+	double spam_score;             /* other engines' total at least this: spam */
+	double ham_score;              /* at most this, nothing demanded: ham */
+};
+
+/* What the connection and protocol stages said, copied for the worker thread. */
+struct autolearn_facts {
+	double policy_score;           /* their symbols' scores */
+	char listed[ENGINE_SYMBOL_MAX]; /* a deny-list or DNSBL/RHSBL hit's symbol, "" for none */
+};
+
+/* From the session's policy symbols (NULL: none). */
+void autolearn_facts_from(struct autolearn_facts *f, const struct engine_results *policy);
+
+/*
+ * Decide, learn and log "autolearn queue_id=... class=... reason=..." (or
+ * why not). m is the scanned message, r its result; the Bayes engine's
+ * own score never counts toward learning (it would teach itself).
+ */
+void content_autolearn(struct bayes *b, const struct autolearn_options *o, const struct content_message *m,
+		       const struct content_result *r, const struct autolearn_facts *f, const char *queue_id);
+
+#endif
