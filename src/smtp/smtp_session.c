@@ -1350,7 +1350,7 @@ static void session_content_done(void *arg, const struct content_result *r,
 	s->state = SESSION_COMMAND;
 	if (content_result_virus_version(r, version, sizeof(version)))
 		virus = version;
-	log_info("content session=%llu client=%s from=<%s> action=%s category=%s score=%.1f scl=%d virus=%s reasons=\"%s\"",
+	log_info("content session=%llu client=%s from=<%s> action=%s category=%s score=%.1f scl=%d virus=\"%s\" reasons=\"%s\"",
 		 (unsigned long long)s->id, s->client_addr, s->env->sender, content_action_name(v->action),
 		 content_category_name(v->category), v->score, v->scl, virus != NULL ? virus : "off", v->reasons);
 	if (r->auth_results != NULL && v->action != CONTENT_REJECT && v->action != CONTENT_DEFER &&

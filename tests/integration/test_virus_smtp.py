@@ -159,7 +159,7 @@ def test_clean_mail_unchanged(virus_gw):
     version, rest = strip_version_header(rest)
     assert rest == data
     assert not re.search(rb"(?im)^X-Postern-", rest)
-    assert re.search(r"content session=\d+ .* action=none .* virus={} reasons=".format(re.escape(version)),
+    assert re.search(r'content session=\d+ .* action=none .* virus="{}" reasons='.format(re.escape(version)),
                      gw.log_text()), gw.log_text()[-3000:]
 
 
@@ -288,7 +288,7 @@ def test_sampling_goes_hot_after_a_detection(gateway, sink):
     assert len(lines) == 2 * hot
     assert all("VIRUS_SCANNED" in s and "VIRUS_SKIPPED" not in s for s in lines), lines
     # The quiet messages' verdict lines say which were skipped, as the symbols did.
-    verdicts = re.findall(r"content session=\d+ .* virus=(\S+) reasons=", gw.log_text())
+    verdicts = re.findall(r'content session=\d+ .* virus="([^"]*)" reasons=', gw.log_text())
     assert verdicts[:quiet].count("skipped") == skipped, verdicts[:quiet]
     assert all(v == "skipped" or v.startswith("sigs=") for v in verdicts), set(verdicts)
 
