@@ -16,6 +16,7 @@
 #include <event2/event.h>
 
 #include "content/content_spam.h"
+#include "content/phrases.h"
 #include "content/rules.h"
 #include "content/virus.h"
 #include "core/alloc.h"
@@ -264,6 +265,18 @@ struct content_stage *content_stage_new(struct postern *pt, struct config *cfg, 
 			return NULL;
 		}
 		content_pipeline_add(cs->pipeline, rules_engine_create(rules));
+	}
+	if (cfg->phrases_file != NULL) {
+		char e[512];
+		struct phrases *phrases = phrases_load(cfg->phrases_file, e, sizeof(e));
+
+		if (phrases == NULL) {
+			snprintf(err, errlen, "[phrases] file: %s", e);
+			virus_engine_free(ve);
+			content_stage_unref(cs);
+			return NULL;
+		}
+		content_pipeline_add(cs->pipeline, phrases_engine_create(phrases));
 	}
 	if (content_spam_engines(pt, cfg, cs->pipeline, &cs->spam, err, errlen) < 0) {
 		virus_engine_free(ve);

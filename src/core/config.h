@@ -322,6 +322,8 @@ struct config {
 	bool dkim_dmarc;              /* evaluate DMARC and apply the From domain's policy */
 	bool dkim_authentication_results; /* add Authentication-Results to accepted mail */
 	unsigned dkim_dns_timeout_ms; /* all DKIM/DMARC look-ups of one message */
+	/* [phrases] */
+	char *phrases_file;
 };
 
 /* A precise error: "file:line: [section] key: why"; empty parts are left out. */

@@ -290,6 +290,8 @@ const struct config_key config_keys[] = {
 	    "how often the signature directory is looked at for new signatures"),
 	KEY("rules", "file", CONFIG_PATH, rules_file, 1, 4095, NULL,
 	    "content filter rules (see docs/rules.md); none by default"),
+	KEY("phrases", "file", CONFIG_PATH, phrases_file, 1, 4095, NULL,
+	    "weighted phrases (lines: WEIGHT subject, body or both \"phrase\") summed into one PHRASES spam score; none by default"),
 	KEY("quarantine", "expire", CONFIG_DURATION, quarantine_expire, 1, 365 * DAY, "30d",
 	    "a quarantined message not released within this long is deleted"),
 	KEY("actions", "virus", CONFIG_STRING, actions_virus, 3, 10, "engine",
