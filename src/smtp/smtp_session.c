@@ -699,6 +699,21 @@ static void session_auth_plain(struct smtp_session *s, const char *b64)
 	session_auth_verify(s, &cred);
 }
 
+/* AUTH LOGIN's user name, as an initial response or on its own line; then ask for the password. */
+static void session_auth_login_user(struct smtp_session *s, const char *b64)
+{
+	char user[AUTH_FIELD_MAX + 1];
+
+	if (sasl_login_decode(b64, user, sizeof(user)) < 0) {
+		session_reply(s, "501 5.5.2 Error: cannot decode AUTH LOGIN response");
+		session_count_error(s);
+		return;
+	}
+	s->login_user = xstrdup(user);
+	session_reply(s, "334 UGFzc3dvcmQ6");
+	s->state = SESSION_AUTH_LOGIN_PASS;
+}
+
 static void cmd_auth(struct smtp_session *s, const char *arg)
 {
 	char mech[16];
@@ -743,15 +758,7 @@ static void cmd_auth(struct smtp_session *s, const char *arg)
 			session_reply(s, "334 VXNlcm5hbWU6");
 			s->state = SESSION_AUTH_LOGIN_USER;
 		} else {
-			char user[AUTH_FIELD_MAX + 1];
-			if (sasl_login_decode(initial, user, sizeof(user)) < 0) {
-				session_reply(s, "501 5.5.2 Error: cannot decode AUTH LOGIN response");
-				session_count_error(s);
-				return;
-			}
-			s->login_user = xstrdup(user);
-			session_reply(s, "334 UGFzc3dvcmQ6");
-			s->state = SESSION_AUTH_LOGIN_PASS;
+			session_auth_login_user(s, initial);
 		}
 	} else {
 		session_reply(s, "504 5.5.4 Error: unsupported authentication mechanism");
@@ -774,15 +781,7 @@ static void session_auth_line(struct smtp_session *s, const char *line)
 	if (st == SESSION_AUTH_PLAIN) {
 		session_auth_plain(s, line);
 	} else if (st == SESSION_AUTH_LOGIN_USER) {
-		char user[AUTH_FIELD_MAX + 1];
-		if (sasl_login_decode(line, user, sizeof(user)) < 0) {
-			session_reply(s, "501 5.5.2 Error: cannot decode AUTH LOGIN response");
-			session_count_error(s);
-			return;
-		}
-		s->login_user = xstrdup(user);
-		session_reply(s, "334 UGFzc3dvcmQ6");
-		s->state = SESSION_AUTH_LOGIN_PASS;
+		session_auth_login_user(s, line);
 	} else {
 		struct sasl_credentials cred;
 		memset(&cred, 0, sizeof(cred));
