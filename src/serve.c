@@ -315,6 +315,7 @@ static int serve_run(struct postern *pt)
 		return 1;
 	}
 	content_stage_watch_signatures(pt);
+	content_spam_watch(pt);
 	pt->quarantine = quarantine_new(pt, err, sizeof(err));
 	if (pt->quarantine == NULL) {
 		log_error("quarantine: %s", err);

@@ -17,11 +17,13 @@
 #include <sys/stat.h>
 
 #include "content/bayes.h"
+#include "content/fuzzy.h"
 #include "content/mime.h"
 #include "core/alloc.h"
 #include "core/config.h"
 #include "core/strbuf.h"
 #include "store/bayes_store.h"
+#include "store/fuzzy_store.h"
 
 #define LEARN_MAX_SIZE ((uint64_t)64 * 1024 * 1024)
 #define LEARN_MAX_DEPTH 32                 /* directory nesting followed */
@@ -29,6 +31,7 @@
 
 struct learn_options {
 	const char *db;
+	const char *fuzzy_db;                  /* --fuzzy, else [fuzzy] of the config when enabled */
 	const char *config;
 	bool forget;
 	bool stats;
@@ -40,13 +43,21 @@ struct learn_options {
 struct learn_tally {
 	unsigned long counts[BAYES_ERROR + 1];
 	unsigned long unreadable;
+	unsigned long fuzzy_stored;            /* spam signatures remembered */
+	unsigned long fuzzy_forgotten;         /* entries dropped by ham or --forget spam */
+};
+
+/* What one run teaches: the Bayes filter, and the fuzzy store when there is one. */
+struct learner {
+	struct bayes *bayes;
+	struct fuzzy *fuzzy;                   /* NULL: no fuzzy store */
 };
 
 static void learn_usage(FILE *out)
 {
 	fprintf(out,
-		"usage: postern learn [--db PATH] [-c CONFIG] [-v] spam|ham FILE|DIR...\n"
-		"       postern learn --forget [--db PATH] [-c CONFIG] spam|ham FILE|DIR...\n"
+		"usage: postern learn [--db PATH] [--fuzzy PATH] [-c CONFIG] [-v] spam|ham FILE|DIR...\n"
+		"       postern learn --forget [--db PATH] [--fuzzy PATH] [-c CONFIG] spam|ham FILE|DIR...\n"
 		"       postern learn --stats [--db PATH] [-c CONFIG]\n"
 		"       postern learn --expire DAYS [--db PATH] [-c CONFIG]\n"
 		"\n"
@@ -54,8 +65,12 @@ static void learn_usage(FILE *out)
 		"read recursively) as spam or ham. A message already learned as that\n"
 		"class is skipped; one learned as the other class is moved.\n"
 		"\n"
-		"  --db PATH    the token database (default: <data_dir>/bayes.db of CONFIG)\n"
-		"  -c CONFIG    the configuration whose data_dir holds the database\n"
+		"  --db PATH    the token database (default: [bayes] database of CONFIG,\n"
+		"               or <data_dir>/bayes.db)\n"
+		"  --fuzzy PATH also the fuzzy checksum database: spam is remembered there,\n"
+		"               ham (and --forget spam) drops its near-duplicates (default:\n"
+		"               [fuzzy] database of CONFIG when -c is given and [fuzzy] is on)\n"
+		"  -c CONFIG    the configuration whose data_dir holds the databases\n"
 		"               (default " POSTERN_DEFAULT_CONFIG ")\n"
 		"  --forget     take back messages learned as spam|ham\n"
 		"  --stats      print the messages learned and the tokens known\n"
@@ -64,30 +79,46 @@ static void learn_usage(FILE *out)
 		"  -v           one line per message\n", LEARN_EXPIRE_MAX_COUNT);
 }
 
-/* --db, else data_dir of the configuration; NULL (reported) when neither is usable. */
-static char *learn_db_path(const struct learn_options *o)
+/*
+ * The databases: --db and --fuzzy, else the configuration's ([bayes]
+ * database or <data_dir>/bayes.db; [fuzzy] only with -c and [fuzzy] on).
+ * -1 (reported) when the Bayes one cannot be found.
+ */
+static int learn_db_paths(const struct learn_options *o, char **bayes_db, char **fuzzy_db,
+			  struct fuzzy_options *fo)
 {
 	const char *path = o->config != NULL ? o->config : POSTERN_DEFAULT_CONFIG;
 	struct config_error err;
-	struct config *cfg;
+	struct config *cfg = NULL;
 	char message[1024];
-	char *db;
 
-	if (o->db != NULL)
-		return xstrdup(o->db);
-	if ((cfg = config_load(path, &err)) == NULL) {
+	*bayes_db = o->db != NULL ? xstrdup(o->db) : NULL;
+	*fuzzy_db = o->fuzzy_db != NULL ? xstrdup(o->fuzzy_db) : NULL;
+	if (*bayes_db != NULL && (*fuzzy_db != NULL || o->config == NULL))
+		cfg = config_new();
+	else
+		cfg = config_load(path, &err);
+	if (cfg == NULL) {
 		config_error_format(&err, message, sizeof(message));
 		fprintf(stderr, "postern learn: %s (or give --db PATH)\n", message);
-		return NULL;
+		free(*bayes_db);
+		free(*fuzzy_db);
+		return -1;
 	}
-	if (cfg->data_dir == NULL) {
-		fprintf(stderr, "postern learn: %s has no data_dir (give --db PATH)\n", path);
-		config_unref(cfg);
-		return NULL;
-	}
-	db = xasprintf("%s/bayes.db", cfg->data_dir);
+	if (*bayes_db == NULL)
+		*bayes_db = cfg->bayes_database != NULL ? xstrdup(cfg->bayes_database) :
+							  xasprintf("%s/bayes.db", cfg->data_dir);
+	if (*fuzzy_db == NULL && o->config != NULL && cfg->fuzzy_enabled)
+		*fuzzy_db = cfg->fuzzy_database != NULL ? xstrdup(cfg->fuzzy_database) :
+							  xasprintf("%s/fuzzy.db", cfg->data_dir);
+	/* The gateway's matching rules, so what is remembered here matches there. */
+	fo->threshold_percent = cfg->fuzzy_threshold;
+	fo->score = cfg->fuzzy_score;
+	fo->min_words = cfg->fuzzy_min_words;
+	fo->learn_scl = cfg->fuzzy_learn_scl;
+	fo->expire_seconds = cfg->fuzzy_expire;
 	config_unref(cfg);
-	return db;
+	return 0;
 }
 
 /* The whole file, at most LEARN_MAX_SIZE bytes; NULL with the reason in why. */
@@ -121,7 +152,24 @@ fail:
 	return NULL;
 }
 
-static void learn_file(struct bayes *b, const char *path, const struct learn_options *o, struct learn_tally *t)
+/* Spam is remembered by the fuzzy store; ham, or spam taken back, drops what it matches there. */
+static void learn_fuzzy(struct fuzzy *f, const struct mime_message *m, const struct learn_options *o,
+			struct learn_tally *t)
+{
+	int n;
+
+	if (f == NULL || m == NULL)
+		return;
+	if (o->is_spam && !o->forget) {
+		if (fuzzy_learn(f, m) > 0)
+			t->fuzzy_stored++;
+	} else if ((n = fuzzy_forget(f, m)) > 0) {
+		t->fuzzy_forgotten += (unsigned long)n;
+	}
+}
+
+static void learn_file(const struct learner *l, const char *path, const struct learn_options *o,
+		       struct learn_tally *t)
 {
 	struct mime_limits limits;
 	struct mime_message *m;
@@ -137,7 +185,8 @@ static void learn_file(struct bayes *b, const char *path, const struct learn_opt
 	}
 	mime_limits_default(&limits);
 	m = mime_parse((const unsigned char *)raw, len, &limits, NULL);
-	r = bayes_learn(b, m, (const unsigned char *)raw, len, o->is_spam, o->forget, bayes_store_today());
+	r = bayes_learn(l->bayes, m, (const unsigned char *)raw, len, o->is_spam, o->forget, bayes_store_today());
+	learn_fuzzy(l->fuzzy, m, o, t);
 	t->counts[r]++;
 	if (o->verbose || r == BAYES_ERROR)
 		printf("%s: %s\n", path, bayes_learn_result_name(r));
@@ -151,7 +200,7 @@ static int name_filter(const struct dirent *d)
 }
 
 /* A file, or every file under a directory in name order. */
-static void learn_path(struct bayes *b, const char *path, int depth, const struct learn_options *o,
+static void learn_path(const struct learner *l, const char *path, int depth, const struct learn_options *o,
 		       struct learn_tally *t)
 {
 	struct dirent **names;
@@ -164,7 +213,7 @@ static void learn_path(struct bayes *b, const char *path, int depth, const struc
 		return;
 	}
 	if (!S_ISDIR(st.st_mode)) {
-		learn_file(b, path, o, t);
+		learn_file(l, path, o, t);
 		return;
 	}
 	if (depth >= LEARN_MAX_DEPTH) {
@@ -180,7 +229,7 @@ static void learn_path(struct bayes *b, const char *path, int depth, const struc
 	for (int i = 0; i < n; i++) {
 		char *child = xasprintf("%s/%s", path, names[i]->d_name);
 
-		learn_path(b, child, depth + 1, o, t);
+		learn_path(l, child, depth + 1, o, t);
 		free(child);
 		free(names[i]);
 	}
@@ -203,6 +252,8 @@ static void print_tally(const struct learn_options *o, const struct learn_tally 
 		if (t->counts[r] > 0)
 			printf(" %lu %s,", t->counts[r], bayes_learn_result_name((enum bayes_learn_result)r));
 	printf(" %lu unreadable\n", t->unreadable);
+	if (t->fuzzy_stored > 0 || t->fuzzy_forgotten > 0)
+		printf("fuzzy: %lu remembered, %lu forgotten\n", t->fuzzy_stored, t->fuzzy_forgotten);
 }
 
 /* Parse options; returns the index of the first operand, or -1 (usage error, reported). */
@@ -213,7 +264,8 @@ static int learn_parse(int argc, char **argv, struct learn_options *o)
 	for (i = 1; i < argc; i++) {
 		const char *a = argv[i];
 
-		if (strcmp(a, "--db") == 0 || strcmp(a, "-c") == 0 || strcmp(a, "--expire") == 0) {
+		if (strcmp(a, "--db") == 0 || strcmp(a, "--fuzzy") == 0 || strcmp(a, "-c") == 0 ||
+		    strcmp(a, "--expire") == 0) {
 			char *end;
 
 			if (i + 1 == argc) {
@@ -222,6 +274,8 @@ static int learn_parse(int argc, char **argv, struct learn_options *o)
 			}
 			if (strcmp(a, "--db") == 0) {
 				o->db = argv[++i];
+			} else if (strcmp(a, "--fuzzy") == 0) {
+				o->fuzzy_db = argv[++i];
 			} else if (strcmp(a, "-c") == 0) {
 				o->config = argv[++i];
 			} else {
@@ -250,14 +304,45 @@ static int learn_parse(int argc, char **argv, struct learn_options *o)
 	return i;
 }
 
+/* --stats and --expire: the Bayes database only. */
+static int learn_maintain(struct bayes_store *store, const struct learn_options *o)
+{
+	long n;
+
+	if (o->stats) {
+		print_stats(store);
+		bayes_store_close(store);
+		return 0;
+	}
+	n = store->ops->expire(store->be, bayes_store_today(), (uint32_t)o->expire_days, LEARN_EXPIRE_MAX_COUNT);
+	if (n >= 0)
+		printf("expired %ld tokens\n", n);
+	bayes_store_close(store);
+	return n >= 0 ? 0 : 1;
+}
+
+/* The fuzzy store of path, or NULL (reported) when it cannot be opened. */
+static struct fuzzy *learn_open_fuzzy(const char *path, const struct fuzzy_options *fo)
+{
+	struct fuzzy_store *store;
+	char err[512];
+
+	if ((store = fuzzy_store_open_sqlite(path, err, sizeof(err))) == NULL) {
+		fprintf(stderr, "postern learn: fuzzy database %s: %s\n", path, err);
+		return NULL;
+	}
+	return fuzzy_new(store, fo);
+}
+
 int cli_learn(int argc, char **argv)
 {
 	struct learn_options o = { .expire_days = -1 };
-	struct learn_tally t = { { 0 }, 0 };
+	struct learn_tally t = { { 0 }, 0, 0, 0 };
+	struct fuzzy_options fo;
+	struct learner l = { NULL, NULL };
 	struct bayes_store *store;
-	struct bayes *b;
 	char err[1024];
-	char *db;
+	char *db, *fuzzy_db;
 	int first, status = 0;
 
 	for (int i = 1; i < argc; i++) {
@@ -287,36 +372,34 @@ int cli_learn(int argc, char **argv)
 		learn_usage(stderr);
 		return 2;
 	}
-	if ((db = learn_db_path(&o)) == NULL)
+	if (learn_db_paths(&o, &db, &fuzzy_db, &fo) < 0)
 		return 1;
 	if ((store = bayes_store_open_sqlite(db, err, sizeof(err))) == NULL) {
 		fprintf(stderr, "postern learn: %s\n", err);
 		free(db);
+		free(fuzzy_db);
 		return 1;
 	}
 	free(db);
-	if (o.stats) {
-		print_stats(store);
-		bayes_store_close(store);
-		return 0;
+	if (o.stats || o.expire_days > 0) {
+		free(fuzzy_db);
+		return learn_maintain(store, &o);
 	}
-	if (o.expire_days > 0) {
-		long n = store->ops->expire(store->be, bayes_store_today(), (uint32_t)o.expire_days,
-					    LEARN_EXPIRE_MAX_COUNT);
-
-		if (n >= 0)
-			printf("expired %ld tokens\n", n);
+	if (fuzzy_db != NULL && (l.fuzzy = learn_open_fuzzy(fuzzy_db, &fo)) == NULL) {
+		free(fuzzy_db);
 		bayes_store_close(store);
-		return n >= 0 ? 0 : 1;
+		return 1;
 	}
+	free(fuzzy_db);
 	mime_global_init();
-	b = bayes_new(store, NULL);
+	l.bayes = bayes_new(store, NULL);
 	for (int i = first; i < argc; i++)
-		learn_path(b, argv[i], 0, &o, &t);
+		learn_path(&l, argv[i], 0, &o, &t);
 	if (store->ops->flush(store->be) < 0)
 		status = 1;
 	print_tally(&o, &t);
-	bayes_free(b);
+	bayes_free(l.bayes);
+	fuzzy_free(l.fuzzy);
 	mime_global_shutdown();
 	if (t.unreadable > 0 || t.counts[BAYES_ERROR] > 0)
 		status = 1;

@@ -12,14 +12,15 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
-#include "content/bayes.h"
+#include "content/content_stage.h"
+#include "content/scoring.h"
 #include "content/mime.h"
 #include "content/pipeline.h"
-#include "content/rules.h"
-#include "content/virus.h"
 #include "core/alloc.h"
 #include "core/config.h"
+#include "core/context.h"
 #include "core/strbuf.h"
 
 /* Without -c: the largest message read, like a generous max_message_size. */
@@ -123,6 +124,8 @@ static void print_json(const char *path, const struct content_result *res)
 	json_object_set_new(o, "category", json_string(content_category_name(res->verdict.category)));
 	json_object_set_new(o, "score", json_real(res->verdict.score));
 	json_object_set_new(o, "scl", json_integer(res->verdict.scl));
+	json_object_set_new(o, "level", json_string(spam_level_name(res->verdict.level)));
+	json_object_set_new(o, "junk", json_boolean(res->verdict.junk));
 	json_object_set_new(o, "reasons", json_text(res->verdict.reasons));
 	json_object_set_new(o, "subject", json_text(m->subject));
 	json_object_set_new(o, "limit_exceeded", bits_json(m->limit_exceeded, mime_limit_name));
@@ -171,8 +174,9 @@ static void print_text(const char *path, const struct content_result *res)
 {
 	const struct mime_message *m = res->mime;
 
-	printf("%s: action=%s score=%.2f scl=%d", path, content_action_name(res->verdict.action),
-	       res->verdict.score, res->verdict.scl);
+	printf("%s: action=%s score=%.2f scl=%d level=%s%s", path, content_action_name(res->verdict.action),
+	       res->verdict.score, res->verdict.scl, spam_level_name(res->verdict.level),
+	       res->verdict.junk ? " junk" : "");
 	if (res->verdict.action != CONTENT_NONE)
 		printf(" category=%s reasons=\"%s\"", content_category_name(res->verdict.category),
 		       res->verdict.reasons);
@@ -200,51 +204,53 @@ static void print_text(const char *path, const struct content_result *res)
 }
 
 /*
- * The virus engine of -c CONFIG's [virus], NULL when it is off. Offline,
- * every message is scanned: sampling is about the gateway's load.
+ * The gateway's own content stage for the scan's config: the same
+ * engines, scoring and [actions]. Offline scans change three things:
+ * every message is virus-scanned (sampling is about the gateway's load),
+ * and --rules/--bayes name the files to use.
  */
-static int scan_virus_engine(const struct config *cfg, struct virus_engine **out)
+static int scan_set(struct config *cfg, const char *section, const char *key, const char *value)
 {
-	struct virus_options vo = { .action = CONTENT_REJECT };
-	char err[512];
+	char why[512], *abs = NULL;
+	int rc;
 
-	*out = NULL;
-	if (cfg == NULL || !cfg->virus_enabled)
-		return 0;
-	if (cfg->virus_database == NULL) {
-		fprintf(stderr, "postern scan: [virus] enabled needs a database directory\n");
-		return -1;
+	/* Paths in a config are absolute; on the command line they may be relative. */
+	if (strcmp(key, "file") == 0 || strcmp(key, "database") == 0) {
+		if (value[0] != '/') {
+			char *cwd = getcwd(NULL, 0);
+
+			abs = xasprintf("%s/%s", cwd != NULL ? cwd : ".", value);
+			free(cwd);
+			value = abs;
+		}
 	}
-	if (cfg->virus_action != NULL && content_action_parse(cfg->virus_action, &vo.action) < 0) {
-		fprintf(stderr, "postern scan: [virus] action \"%s\" is not an action\n", cfg->virus_action);
-		return -1;
-	}
-	vo.db_dir = cfg->virus_database;
-	if ((*out = virus_engine_new(&vo, err, sizeof(err))) == NULL) {
-		fprintf(stderr, "postern scan: [virus] database %s: %s\n", cfg->virus_database, err);
-		return -1;
-	}
-	return 0;
+	rc = config_set(cfg, section, key, value, why, sizeof(why));
+	if (rc < 0)
+		fprintf(stderr, "postern scan: [%s] %s: %s\n", section, key, why);
+	free(abs);
+	return rc;
 }
 
-/* The engines `scan` runs, in the gateway's pipeline order. */
-static struct content_pipeline *scan_pipeline(struct virus_engine *virus, struct rules *rules,
-					      struct bayes *bayes)
+static struct content_stage *scan_stage(struct postern *pt, struct scan_options *o)
 {
-	struct content_pipeline *p = content_pipeline_new(NULL);
+	char err[1024];
+	struct content_stage *cs;
 
-	content_pipeline_add(p, mime_engine_create());
-	if (virus != NULL)
-		content_pipeline_add(p, virus_content_engine(virus));
-	if (rules != NULL)
-		content_pipeline_add(p, rules_engine_create(rules));
-	if (bayes != NULL)
-		content_pipeline_add(p, bayes_content_engine(bayes));
-	return p;
+	if (scan_set(o->cfg, "virus", "sample_percent", "100") < 0 ||
+	    scan_set(o->cfg, "content", "enabled", "yes") < 0 ||
+	    (o->rules_path != NULL && scan_set(o->cfg, "rules", "file", o->rules_path) < 0) ||
+	    (o->bayes_path != NULL && (scan_set(o->cfg, "bayes", "enabled", "yes") < 0 ||
+				       scan_set(o->cfg, "bayes", "database", o->bayes_path) < 0)))
+		return NULL;
+	memset(pt, 0, sizeof(*pt));
+	pt->cfg = o->cfg;
+	if ((cs = content_stage_new(pt, o->cfg, err, sizeof(err))) == NULL)
+		fprintf(stderr, "postern scan: %s\n", err);
+	return cs;
 }
 
 /* Returns 0 when scanned, 1 when the file could not be read. */
-static int scan_one(struct content_pipeline *p, const char *path, const struct scan_options *o)
+static int scan_one(struct content_stage *cs, const char *path, const struct scan_options *o)
 {
 	struct content_result res;
 	char why[256];
@@ -255,7 +261,7 @@ static int scan_one(struct content_pipeline *p, const char *path, const struct s
 		fprintf(stderr, "postern scan: %s: %s\n", path, why);
 		return 1;
 	}
-	content_pipeline_run(p, (const unsigned char *)raw, len, NULL, &res);
+	content_stage_run(cs, (const unsigned char *)raw, len, &res);
 	if (o->json)
 		print_json(path, &res);
 	else
@@ -285,14 +291,31 @@ static int scan_load_config(const char *path, struct scan_options *o)
 	return 0;
 }
 
+/*
+ * Without -c: the built-in defaults, offline — no DKIM/DMARC look-ups, no
+ * fuzzy or history databases, no virus scan — so only the engines asked
+ * for (--rules, --bayes) and the MIME checks run.
+ */
+static int scan_default_config(struct scan_options *o)
+{
+	static const char text[] = "[virus]\nenabled = no\n[dkim]\nverify = no\n"
+				   "[fuzzy]\nenabled = no\n[history]\nenabled = no\n";
+	struct config_error err;
+	char message[1024];
+
+	if ((o->cfg = config_parse("(defaults)", text, sizeof(text) - 1, &err)) == NULL) {
+		config_error_format(&err, message, sizeof(message));
+		fprintf(stderr, "postern scan: %s\n", message);
+		return -1;
+	}
+	return 0;
+}
+
 int cli_scan(int argc, char **argv)
 {
 	struct scan_options o = { .json = false, .max_size = SCAN_DEFAULT_MAX_SIZE };
-	struct content_pipeline *p;
-	struct virus_engine *virus = NULL;
-	struct rules *rules = NULL;
-	struct bayes *bayes = NULL;
-	char rules_err[1024];
+	struct content_stage *cs;
+	struct postern pt;
 	int first = 0, status = 0;
 
 	for (int i = 1; i < argc && first == 0; i++) {
@@ -345,38 +368,20 @@ int cli_scan(int argc, char **argv)
 		status = 2;
 		goto done;
 	}
-	if (o.rules_path == NULL && o.cfg != NULL)
-		o.rules_path = o.cfg->rules_file;
-	if (o.rules_path != NULL && (rules = rules_load(o.rules_path, rules_err, sizeof(rules_err))) == NULL) {
-		fprintf(stderr, "postern scan: %s\n", rules_err);
+	if (o.cfg == NULL && scan_default_config(&o) < 0) {
 		status = 1;
 		goto done;
-	}
-	if (scan_virus_engine(o.cfg, &virus) < 0) {
-		rules_free(rules);
-		status = 1;
-		goto done;
-	}
-	if (o.bayes_path != NULL) {
-		struct bayes_store *store = bayes_store_open_sqlite(o.bayes_path, rules_err, sizeof(rules_err));
-
-		if (store == NULL) {
-			fprintf(stderr, "postern scan: %s\n", rules_err);
-			virus_engine_free(virus);
-			rules_free(rules);
-			status = 1;
-			goto done;
-		}
-		bayes = bayes_new(store, NULL);
 	}
 	mime_global_init();
-	p = scan_pipeline(virus, rules, bayes);
-	for (int i = first; i < argc; i++)
-		if (scan_one(p, argv[i], &o) != 0)
-			status = 1;
-	content_pipeline_free(p);
-	virus_engine_free(virus);
-	bayes_free(bayes);
+	if ((cs = scan_stage(&pt, &o)) == NULL) {
+		status = 1;
+	} else {
+		for (int i = first; i < argc; i++)
+			if (scan_one(cs, argv[i], &o) != 0)
+				status = 1;
+		content_stage_unref(cs);
+	}
+	content_stage_shutdown(&pt);
 	mime_global_shutdown();
 done:
 	if (o.cfg != NULL)

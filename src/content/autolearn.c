@@ -25,13 +25,24 @@ void autolearn_facts_from(struct autolearn_facts *f, const struct engine_results
 	for (size_t i = 0; i < policy->count; i++) {
 		const struct engine_result *r = &policy->items[i];
 
-		f->policy_score += r->score;
 		if (f->listed[0] == '\0' && autolearn_listed_symbol(r->symbol))
 			snprintf(f->listed, sizeof(f->listed), "%s", r->symbol);
 	}
 }
 
-/* The verdict without the Bayes engine: total score and whether a virus was found. */
+/*
+ * Engines whose scores come from what was learned: counting them would
+ * teach the filter its own opinions (and fuzzy's and the history's).
+ */
+static bool autolearn_learned_engine(const char *engine)
+{
+	return strcmp(engine, "bayes") == 0 || strcmp(engine, "fuzzy") == 0 || strcmp(engine, "history") == 0;
+}
+
+/*
+ * The verdict without the learning engines: total score (the policy
+ * stages' symbols are among the results) and whether a virus was found.
+ */
 static double autolearn_other_score(const struct content_result *r, const char **virus)
 {
 	double score = 0.0;
@@ -40,7 +51,7 @@ static double autolearn_other_score(const struct content_result *r, const char *
 	for (size_t i = 0; i < r->results.count; i++) {
 		const struct engine_result *res = &r->results.items[i];
 
-		if (strcmp(res->engine, "bayes") == 0)
+		if (autolearn_learned_engine(res->engine))
 			continue;
 		score += res->score;
 		if (*virus == NULL && res->category == CATEGORY_VIRUS && res->action != CONTENT_NONE)
@@ -54,7 +65,7 @@ static bool autolearn_decide(const struct autolearn_options *o, const struct con
 			     const struct autolearn_facts *f, bool *is_spam, char *reason, size_t len)
 {
 	const char *virus;
-	double score = autolearn_other_score(r, &virus) + f->policy_score;
+	double score = autolearn_other_score(r, &virus);
 
 	*is_spam = true;
 	if (virus != NULL) {

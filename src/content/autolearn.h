@@ -18,7 +18,6 @@ struct autolearn_options {
 
 /* What the connection and protocol stages said, copied for the worker thread. */
 struct autolearn_facts {
-	double policy_score;           /* their symbols' scores */
 	char listed[ENGINE_SYMBOL_MAX]; /* a deny-list or DNSBL/RHSBL hit's symbol, "" for none */
 };
 
@@ -27,8 +26,9 @@ void autolearn_facts_from(struct autolearn_facts *f, const struct engine_results
 
 /*
  * Decide, learn and log "autolearn queue_id=... class=... reason=..." (or
- * why not). m is the scanned message, r its result; the Bayes engine's
- * own score never counts toward learning (it would teach itself).
+ * why not). m is the scanned message, r its result; the learning
+ * engines' own scores (bayes, fuzzy, history) never count toward learning
+ * (the filter would teach itself); the policy symbols among r's results do.
  */
 void content_autolearn(struct bayes *b, const struct autolearn_options *o, const struct content_message *m,
 		       const struct content_result *r, const struct autolearn_facts *f, const char *queue_id);

@@ -368,6 +368,22 @@ enum bayes_learn_result bayes_autolearn(struct bayes *b, const struct content_me
 	return result;
 }
 
+int bayes_refresh(struct bayes *b)
+{
+	struct bayes_totals t;
+	int rc;
+
+	if (b->store->ops->refresh == NULL)
+		return 0;
+	rc = b->store->ops->refresh(b->store->be);
+	if (rc == 1) {
+		b->store->ops->lookup(b->store->be, NULL, 0, NULL, &t);
+		log_info("bayes tokens reloaded: %llu tokens, %llu spam / %llu ham learned",
+			 (unsigned long long)t.tokens, (unsigned long long)t.spam, (unsigned long long)t.ham);
+	}
+	return rc;
+}
+
 bool bayes_learned_before(struct bayes *b, const unsigned char *raw, size_t raw_len)
 {
 	unsigned char digest[BAYES_DIGEST_LEN];

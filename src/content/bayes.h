@@ -104,6 +104,15 @@ enum bayes_learn_result bayes_learn(struct bayes *b, const struct mime_message *
 enum bayes_learn_result bayes_autolearn(struct bayes *b, const struct content_message *m, bool is_spam,
 					const char *reason);
 
+/*
+ * Take in what another process (`postern learn`) learned into the same
+ * database since it was last read: 1 reloaded (logged at info with the
+ * new totals), 0 nothing new, -1 error (logged; the counts held so far
+ * stay). Classification goes on meanwhile; for a timer on a low-priority
+ * worker, never concurrently with bayes_free.
+ */
+int bayes_refresh(struct bayes *b);
+
 /* Whether this message was learned before (as either class): autolearn's duplicate guard, for its log. */
 bool bayes_learned_before(struct bayes *b, const unsigned char *raw, size_t raw_len);
 

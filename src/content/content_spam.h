@@ -22,26 +22,37 @@ struct content_scan_facts {
 	const char *sender;                   /* envelope sender, "" for <> */
 	const char *helo;                     /* NULL when none */
 	const char *received_spf;             /* our "Received-SPF: ..." field, NULL: SPF not checked */
+	const char *client_addr;              /* NULL when not known */
 	const struct engine_results *policy;  /* the connection and protocol stages' symbols, or NULL */
 };
 
-/* A pipeline's share of [bayes]; the store itself is pt->bayes. */
+/* A pipeline's share of [bayes], [fuzzy] and [history]; the stores are pt's. */
 struct content_spam {
 	struct bayes *bayes;                  /* borrowed; NULL: Bayes off */
 	bool autolearn;
 	struct autolearn_options al;
+	struct fuzzy *fuzzy;                  /* borrowed; NULL: fuzzy checksums off */
+	struct sender_history *history;       /* borrowed; NULL: noise reduction off */
 };
 
 /* The worker thread's own copy of the facts. */
 struct content_job_facts;
 
 /*
- * Append the bayes and dkim engines cfg asks for to p. Opens pt->bayes the
- * first time (kept across reloads). -1 with err when the store cannot open.
+ * Append the bayes, dkim, phishing, fuzzy and history engines cfg asks
+ * for to p, history last (it dampens what the others said). Opens
+ * pt->bayes, pt->fuzzy and pt->history the first time (kept across
+ * reloads, which update their options). -1 with err when a store cannot
+ * open.
  */
 int content_spam_engines(struct postern *pt, const struct config *cfg, struct content_pipeline *p,
 			 struct content_spam *out, char *err, size_t errlen);
-/* Close pt->bayes (at shutdown). */
+/*
+ * Start looking for learning done by other processes into pt->bayes'
+ * database every [bayes] reload_check (after privileges are dropped).
+ */
+void content_spam_watch(struct postern *pt);
+/* Close pt->bayes, pt->fuzzy and pt->history (at shutdown, after the worker pool). */
 void content_spam_shutdown(struct postern *pt);
 
 struct content_job_facts *content_job_facts_new(const struct content_scan_facts *f);
@@ -49,7 +60,8 @@ void content_job_facts_free(struct content_job_facts *jf);
 
 /*
  * Worker thread: run p over raw with the facts (NULL: none, as for
- * `postern scan`), then autolearn per sp.
+ * `postern scan`), then learn from the verdict: Bayes autolearn, fuzzy
+ * signatures of spam, the sender's history (only with facts).
  */
 void content_spam_run(struct content_pipeline *p, const struct content_spam *sp,
 		      const struct content_job_facts *jf, const unsigned char *raw, size_t len,

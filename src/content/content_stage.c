@@ -18,6 +18,7 @@
 #include "content/content_spam.h"
 #include "content/phrases.h"
 #include "content/rules.h"
+#include "content/scoring.h"
 #include "content/virus.h"
 #include "core/alloc.h"
 #include "core/config.h"
@@ -32,13 +33,16 @@ struct content_actions {
 	char *status_header;
 	char *reason_header;
 	char *scl_header;
+	char *suspected_subject_tag;
+	char *junk_header;
 };
 
 struct content_stage {
 	int refcount;
 	struct content_pipeline *pipeline;
 	struct content_actions actions;
-	struct marks_options marks;       /* points into actions */
+	struct content_marks marks;       /* points into actions */
+	struct scoring scoring;           /* [scoring] */
 	struct content_spam spam;         /* [bayes] of the config built from */
 };
 
@@ -145,6 +149,16 @@ static bool content_subject_tag_valid(const char *tag)
 	return true;
 }
 
+/* A tag stands apart from the subject: the config file trims the space a tag ends with. */
+static char *content_subject_tag_copy(const char *tag)
+{
+	size_t n = strlen(tag);
+
+	if (n > 0 && n < 64 && tag[n - 1] != ' ')
+		return xasprintf("%s ", tag);
+	return xstrdup(tag);
+}
+
 static int content_header_option(const char *key, const char *value, const char *def, char **out,
 				 char *err, size_t errlen)
 {
@@ -175,8 +189,17 @@ static int content_actions_load(struct content_actions *a, const struct config *
 			 tag);
 		return -1;
 	}
-	a->subject_tag = xstrdup(tag);
-	if (content_header_option("status_header", cfg->actions_status_header, "X-Postern-Status",
+	a->subject_tag = content_subject_tag_copy(tag);
+	tag = cfg->scoring_suspected_subject_tag != NULL ? cfg->scoring_suspected_subject_tag : "[SUSPECTED SPAM] ";
+	if (!content_subject_tag_valid(tag)) {
+		snprintf(err, errlen, "[scoring] suspected_subject_tag \"%s\": expected printable ASCII, at most 64 bytes, not only blanks",
+			 tag);
+		return -1;
+	}
+	a->suspected_subject_tag = content_subject_tag_copy(tag);
+	if (content_header_option("store_header", cfg->scoring_store_header, "X-Postern-Junk",
+				  &a->junk_header, err, errlen) < 0 ||
+	    content_header_option("status_header", cfg->actions_status_header, "X-Postern-Status",
 				  &a->status_header, err, errlen) < 0 ||
 	    content_header_option("reason_header", cfg->actions_reason_header, "X-Postern-Reason",
 				  &a->reason_header, err, errlen) < 0 ||
@@ -192,6 +215,8 @@ static void content_actions_free(struct content_actions *a)
 	free(a->status_header);
 	free(a->reason_header);
 	free(a->scl_header);
+	free(a->suspected_subject_tag);
+	free(a->junk_header);
 }
 
 /*
@@ -238,13 +263,20 @@ struct content_stage *content_stage_new(struct postern *pt, struct config *cfg, 
 		content_stage_unref(cs);
 		return NULL;
 	}
-	cs->marks = (struct marks_options){
+	if (scoring_load(&cs->scoring, cfg, err, errlen) < 0) {
+		content_stage_unref(cs);
+		return NULL;
+	}
+	cs->marks.spam = (struct marks_options){
 		.status_header = cs->actions.status_header,
 		.scl_header = cs->actions.scl_header,
 		.reason_header = cs->actions.reason_header,
 		.subject_tag = cs->actions.subject_tag,
 		.add_headers = true,
 	};
+	cs->marks.suspected = cs->marks.spam;
+	cs->marks.suspected.subject_tag = cs->actions.suspected_subject_tag;
+	cs->marks.junk_header = cs->actions.junk_header;
 	if (cfg->virus_enabled && (ve = content_stage_virus(pt, cfg, err, errlen)) == NULL) {
 		content_stage_unref(cs);
 		return NULL;
@@ -378,6 +410,20 @@ static void content_job_run(void *arg)
 	job->scanned = true;
 }
 
+/* From the engines' verdict to the stage's: scoring, then [actions], then suspected spam's tag. */
+static void content_stage_decide(const struct content_stage *cs, struct content_result *r)
+{
+	scoring_apply(&cs->scoring, &r->results, &r->verdict);
+	content_actions_apply(&cs->actions, &r->verdict);
+	scoring_tag_suspected(&r->results, &r->verdict);
+}
+
+void content_stage_run(struct content_stage *cs, const unsigned char *raw, size_t len, struct content_result *out)
+{
+	content_spam_run(cs->pipeline, &cs->spam, NULL, raw, len, out);
+	content_stage_decide(cs, out);
+}
+
 static void content_job_done(void *arg)
 {
 	struct content_job *job = arg;
@@ -392,7 +438,7 @@ static void content_job_done(void *arg)
 			snprintf(job->result.verdict.reasons, sizeof(job->result.verdict.reasons),
 				 "content scan failed");
 		} else {
-			content_actions_apply(&job->cs->actions, &job->result.verdict);
+			content_stage_decide(job->cs, &job->result);
 		}
 		job->cb(job->arg, &job->result, &job->cs->marks);
 	}

@@ -39,13 +39,20 @@ void content_stage_watch_signatures(struct postern *pt);
 /* Free pt->virus and its watcher (at shutdown). */
 void content_stage_shutdown(struct postern *pt);
 
+/* The marks of a stage: [actions] header names with the subject tag of each level. */
+struct content_marks {
+	struct marks_options spam;        /* tagged mail: [actions] subject_tag */
+	struct marks_options suspected;   /* suspected spam: [scoring] suspected_subject_tag */
+	const char *junk_header;          /* [scoring] store_header, "yes" at the store threshold */
+};
+
 /*
- * r and marks are valid during the call only. r's verdict action has been
- * mapped through [actions] by category; marks are the header names and
- * subject tag of [actions].
+ * r and marks are valid during the call only. r's verdict has its level
+ * and the gateway threshold applied (content/scoring.h) and its action
+ * mapped through [actions] by category.
  */
 typedef void (*content_done_cb)(void *arg, const struct content_result *r,
-				const struct marks_options *marks);
+				const struct content_marks *marks);
 
 /*
  * Scan len bytes of fd (which the job closes) in the worker pool; cb runs
@@ -60,6 +67,12 @@ struct content_job *content_stage_scan(struct postern *pt, int fd, uint64_t len,
  */
 struct content_job *content_stage_scan_facts(struct postern *pt, int fd, uint64_t len,
 					     const struct content_scan_facts *facts, content_done_cb cb, void *arg);
+/*
+ * Offline (`postern scan`): the stage's verdict on raw, on this thread,
+ * without session facts (so nothing is learned). Free out with
+ * content_result_free.
+ */
+void content_stage_run(struct content_stage *cs, const unsigned char *raw, size_t len, struct content_result *out);
 /* The session went away: drop the result when it comes. */
 void content_job_detach(struct content_job *job);
 

@@ -26,6 +26,15 @@ struct engine_result *engine_results_add(struct engine_results *r, const char *e
 	return res;
 }
 
+void engine_results_append_all(struct engine_results *dst, const struct engine_results *src)
+{
+	for (size_t i = 0; src != NULL && i < src->count; i++) {
+		struct engine_result *res = engine_results_add(dst, src->items[i].engine, src->items[i].symbol);
+
+		*res = src->items[i];
+	}
+}
+
 void engine_results_free(struct engine_results *r)
 {
 	free(r->items);

@@ -65,6 +65,9 @@ struct content_auth {
 	const char *received_spf;              /* our "Received-SPF: ..." field, NULL: SPF not checked */
 	const char *mailfrom;                  /* envelope sender, "" for <> */
 	const char *helo;                      /* client HELO/EHLO name, or NULL */
+	const char *client_addr;               /* the client's IP address as text, or NULL */
+	const struct engine_results *policy;   /* the connection and protocol stages' symbols, or NULL:
+						  copied into the run's results before any engine runs */
 	char *auth_results;                    /* out: "Authentication-Results: ...\r\n" (xmalloc) or NULL */
 };
 
@@ -94,5 +97,7 @@ struct content_engine {
 /* A zeroed result (part_index -1) with engine and symbol set, appended to r. */
 struct engine_result *engine_results_add(struct engine_results *r, const char *engine, const char *symbol);
 void engine_results_free(struct engine_results *r);
+/* Append a copy of every result of src to dst. */
+void engine_results_append_all(struct engine_results *dst, const struct engine_results *src);
 
 #endif

@@ -120,11 +120,15 @@ const char *content_category_name(enum content_category c)
 
 int content_scl(double score)
 {
-	if (isnan(score) || score <= 0.0)
+	/* Lower bounds of SCL 1..9; the table of content/scoring.h. */
+	static const double floor_of[9] = { 1, 2, 3, 4, 5, 6, 8, 10, 13 };
+	int scl = 0;
+
+	if (isnan(score))
 		return 0;
-	if (score >= CONTENT_SCL_MAX_SCORE)
-		return 9;
-	return (int)(score * 9.0 / CONTENT_SCL_MAX_SCORE);
+	while (scl < 9 && score >= floor_of[scl])
+		scl++;
+	return scl;
 }
 
 static void reasons_append(struct content_verdict *v, const char *reason)
@@ -181,6 +185,9 @@ void content_pipeline_run_auth(struct content_pipeline *p, const unsigned char *
 	msg.raw_len = len;
 	msg.mime = out->mime;
 	msg.auth = auth;
+	/* The earlier stages' symbols count in the total, and the last engines (history) see them. */
+	if (auth != NULL)
+		engine_results_append_all(&out->results, auth->policy);
 	for (size_t i = 0; i < p->nengines; i++)
 		p->engines[i]->check(p->engines[i]->state, &msg, &out->results);
 	content_verdict_compute(&out->results, &out->verdict);

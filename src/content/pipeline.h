@@ -11,12 +11,12 @@
 
 #define CONTENT_VERDICT_REASON_MAX 1024
 
-/*
- * SCL (spam confidence level, 0-9) from the total score: below 0 is 0,
- * then linear, reaching 9 at CONTENT_SCL_MAX_SCORE and above. The scoring
- * issue will refine this mapping.
- */
-#define CONTENT_SCL_MAX_SCORE 15.0
+/* What the SCL says of a message (content/scoring.h sets it from [scoring]). */
+enum spam_level {
+	SPAM_LEVEL_HAM = 0,
+	SPAM_LEVEL_SUSPECTED,
+	SPAM_LEVEL_SPAM,
+};
 
 struct content_verdict {
 	double score;                          /* sum of every result's score */
@@ -25,6 +25,8 @@ struct content_verdict {
 	enum content_category category;        /* of the result that demanded it */
 	char reasons[CONTENT_VERDICT_REASON_MAX]; /* "; "-joined reasons demanding `action` */
 	char reply[ENGINE_REPLY_MAX];          /* the first such result's own reply; "": the default */
+	enum spam_level level;                 /* from the SCL and [scoring]; ham until scoring_apply */
+	bool junk;                             /* SCL at or above the store threshold */
 };
 
 /* Everything one run produced; the caller frees it with content_result_free. */
@@ -54,6 +56,7 @@ void content_result_free(struct content_result *r);
 
 /* The reduction content_pipeline_run ends with, usable on its own. */
 void content_verdict_compute(const struct engine_results *r, struct content_verdict *v);
+/* SCL (spam confidence level, 0-9) of a total score: the table in content/scoring.h. */
 int content_scl(double score);
 /* reject > defer > quarantine > drop > clean > tag > none */
 int content_action_rank(enum content_action a);

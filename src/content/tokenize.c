@@ -22,6 +22,10 @@
 #define HOST_MAX 100                         /* longer host names become one "u:longhost" */
 #define RAW_HEADER_SCAN_MAX (256 * 1024)     /* bytes of the header block looked at */
 #define HEADER_VALUE_MAX 512
+#define URL_PATH_WORDS 12                    /* path and query words of one URL */
+#define URL_WORD_MAX 20
+#define MARKUP_TAGS_MAX 4000                 /* HTML tags of one part looked at */
+#define MARKUP_TAG_SCAN 512                  /* bytes of one tag looked at for attributes */
 
 struct tok_ctx {
 	size_t max;
@@ -228,7 +232,36 @@ static bool ipv4_literal(const char *host)
 	return true;
 }
 
-/* The host of an absolute URL (or "www." address) as u: tokens; anything else is ignored. */
+/*
+ * Words of a URL's path and query ("remove", "cgi-bin", "unsubscribe"):
+ * what a link does says as much as where it goes. At most
+ * URL_PATH_WORDS per URL.
+ */
+static void url_path_tokens(struct tok_ctx *c, const char *path, size_t len)
+{
+	char w[URL_WORD_MAX + 1];
+	size_t wlen = 0, words = 0;
+
+	for (size_t i = 0; i <= len && words < URL_PATH_WORDS; i++) {
+		char ch = i < len ? g_ascii_tolower(path[i]) : '/';
+
+		if (i < len && (ch == ' ' || ch == '\t' || ch == '\r' || ch == '\n'))
+			break;
+		if (g_ascii_isalpha(ch) && wlen < URL_WORD_MAX) {
+			w[wlen++] = ch;
+			continue;
+		}
+		if (g_ascii_isalpha(ch))
+			continue;
+		if (wlen >= TOKENIZE_WORD_MIN) {
+			tok_emit(c, "u:p:", w, wlen);
+			words++;
+		}
+		wlen = 0;
+	}
+}
+
+/* The host of an absolute URL (or "www." address) as u: tokens, then its path words; anything else is ignored. */
 static void url_tokens(struct tok_ctx *c, const char *url, size_t len)
 {
 	static const char *const schemes[] = { "http://", "https://", "ftp://", "//" };
@@ -272,10 +305,11 @@ static void url_tokens(struct tok_ctx *c, const char *url, size_t len)
 		return;
 	if (ipv4_literal(host)) {
 		tok_emit_str(c, "u:", "ip");
-		return;
+	} else {
+		tok_emit(c, "u:", host, hlen);
+		tok_emit_str(c, "u:d:", tokenize_registrable_domain(host));
 	}
-	tok_emit(c, "u:", host, hlen);
-	tok_emit_str(c, "u:d:", tokenize_registrable_domain(host));
+	url_path_tokens(c, url + end, len - end);
 }
 
 /* http://, https:// and www. addresses written in plain text. */
@@ -467,6 +501,122 @@ static void header_tokens(struct tok_ctx *c, const struct mime_message *m, const
 		text_words(c, "h:ua:", value, (size_t)n, false);
 }
 
+/* Attributes whose presence on a tag is worth a token: how HTML mail is dressed up. */
+static bool markup_attr_kept(const char *name, size_t len)
+{
+	static const char *const kept[] = { "color", "bgcolor", "size", "face", "src", "href", "style",
+					    "width", "height", "align", "border", "background", "class" };
+
+	for (size_t i = 0; i < sizeof(kept) / sizeof(kept[0]); i++)
+		if (strlen(kept[i]) == len && strncasecmp(name, kept[i], len) == 0)
+			return true;
+	return false;
+}
+
+/* One tag's attribute names from s (just past the tag name) to '>', bounded. */
+static void markup_attrs(struct tok_ctx *c, const char *tag, size_t tlen, const char *s, size_t len)
+{
+	char buf[64];
+	size_t i = 0, limit = len < MARKUP_TAG_SCAN ? len : MARKUP_TAG_SCAN;
+
+	while (i < limit && s[i] != '>') {
+		size_t start;
+
+		if (!g_ascii_isalpha(s[i])) {
+			/* Skip quoted values whole: their text is not an attribute name. */
+			if (s[i] == '"' || s[i] == '\'') {
+				char q = s[i++];
+
+				while (i < limit && s[i] != q)
+					i++;
+			}
+			i++;
+			continue;
+		}
+		start = i;
+		while (i < limit && (g_ascii_isalnum(s[i]) || s[i] == '-'))
+			i++;
+		if (markup_attr_kept(s + start, i - start)) {
+			int n = snprintf(buf, sizeof(buf), "%.*s.%.*s", (int)tlen, tag, (int)(i - start), s + start);
+
+			if (n > 0 && (size_t)n < sizeof(buf)) {
+				for (int k = 0; k < n; k++)
+					buf[k] = g_ascii_tolower(buf[k]);
+				tok_emit(c, "t:", buf, (size_t)n);
+			}
+		}
+	}
+}
+
+/*
+ * The markup of an HTML part as tokens: "t:font", "t:font.color",
+ * "t:comment". Spam dresses its text (fonts, colours, tables, images,
+ * comments that break words); most ham is plain or simply formatted.
+ */
+static void markup_tokens(struct tok_ctx *c, const char *html, size_t len)
+{
+	size_t tags = 0;
+
+	for (size_t i = 0; i + 1 < len && tags < MARKUP_TAGS_MAX && !tok_full(c); i++) {
+		size_t start, tlen;
+		char tag[16];
+
+		if (html[i] != '<')
+			continue;
+		if (len - i >= 4 && memcmp(html + i, "<!--", 4) == 0) {
+			tok_emit_str(c, "t:", "comment");
+			tags++;
+			continue;
+		}
+		start = i + 1 + (html[i + 1] == '/');
+		tlen = 0;
+		while (start + tlen < len && g_ascii_isalnum(html[start + tlen]) && tlen < sizeof(tag) - 1) {
+			tag[tlen] = g_ascii_tolower(html[start + tlen]);
+			tlen++;
+		}
+		if (tlen == 0 || html[start] == '/' || start != i + 1)
+			continue;
+		tags++;
+		tok_emit(c, "t:", tag, tlen);
+		markup_attrs(c, tag, tlen, html + start + tlen, len - start - tlen);
+	}
+}
+
+/*
+ * How the text is written, beside what it says: words in capitals
+ * ("C:FREE") and runs of exclamation marks.
+ */
+static void shape_tokens(struct tok_ctx *c, const char *prefix, const char *text, size_t len)
+{
+	char tok[TOKENIZE_WORD_MAX + 4];
+	size_t i = 0;
+
+	while (i < len && !tok_full(c)) {
+		size_t start = i, upper = 0;
+
+		if (text[i] == '!') {
+			while (i < len && text[i] == '!')
+				i++;
+			if (i - start >= 2)
+				tok_emit_str(c, prefix, i - start >= 3 ? "p:!!!" : "p:!!");
+			continue;
+		}
+		if (!g_ascii_isalpha(text[i])) {
+			i++;
+			continue;
+		}
+		while (i < len && g_ascii_isalpha(text[i])) {
+			upper += g_ascii_isupper(text[i]) ? 1 : 0;
+			i++;
+		}
+		if (upper == i - start && upper >= TOKENIZE_WORD_MIN && upper <= TOKENIZE_WORD_MAX) {
+			int n = snprintf(tok, sizeof(tok), "C:%.*s", (int)upper, text + start);
+
+			tok_emit(c, prefix, tok, (size_t)n);
+		}
+	}
+}
+
 /* The readable text parts: URLs first (links, then addresses in the text), then words. */
 static void body_tokens(struct tok_ctx *c, const struct mime_message *m)
 {
@@ -480,6 +630,7 @@ static void body_tokens(struct tok_ctx *c, const struct mime_message *m)
 		if (p->html != NULL) {
 			for (size_t l = 0; l < p->html->nlinks; l++)
 				url_tokens(c, p->html->links[l].url, strlen(p->html->links[l].url));
+			markup_tokens(c, p->text, p->text_len);
 			text = p->html->text;
 			len = p->html->text_len;
 		} else {
@@ -487,6 +638,7 @@ static void body_tokens(struct tok_ctx *c, const struct mime_message *m)
 			len = p->text_len;
 		}
 		text_urls(c, text, len);
+		shape_tokens(c, "", text, len);
 		text_words(c, "", text, len, true);
 	}
 }
@@ -501,8 +653,10 @@ size_t tokenize_message_each(const struct mime_message *m, const unsigned char *
 	c->emit = emit;
 	c->arg = arg;
 	header_tokens(c, m, raw, raw_len);
-	if (m->subject != NULL)
+	if (m->subject != NULL) {
+		shape_tokens(c, "s:", m->subject, strlen(m->subject));
 		text_words(c, "s:", m->subject, strlen(m->subject), true);
+	}
 	body_tokens(c, m);
 	count = c->count;
 	free(c);

@@ -324,6 +324,37 @@ struct config {
 	unsigned dkim_dns_timeout_ms; /* all DKIM/DMARC look-ups of one message */
 	/* [phrases] */
 	char *phrases_file;
+	/* [scoring]: SCL levels and the thresholds that act on them */
+	unsigned scoring_suspected_scl;   /* SCL from which a message is suspected spam */
+	unsigned scoring_spam_scl;        /* SCL from which it is spam */
+	unsigned scoring_gateway_scl;     /* SCL from which gateway_action applies; 10: never */
+	char *scoring_gateway_action;     /* reject, drop, quarantine or tag */
+	unsigned scoring_store_scl;       /* SCL from which mail goes to Junk / gets the junk header; 10: never */
+	char *scoring_store_header;       /* "X-Postern-Junk" */
+	char *scoring_suspected_subject_tag; /* "[SUSPECTED SPAM] " */
+	/* [phishing] */
+	bool phishing_enabled;
+	char **phishing_brands;           /* protected brand domains; NULL: the built-in list */
+	size_t nphishing_brands;
+	char **phishing_shorteners;       /* URL shortener domains; NULL: the built-in list */
+	size_t nphishing_shorteners;
+	/* [fuzzy] */
+	bool fuzzy_enabled;
+	char *fuzzy_database;             /* NULL: <data_dir>/fuzzy.db */
+	unsigned fuzzy_threshold;         /* percent of matching shingles that makes a near-duplicate */
+	double fuzzy_score;               /* at 100 % similarity; scaled down to half at the threshold */
+	unsigned fuzzy_learn_scl;         /* store messages judged at least this SCL without fuzzy's own score */
+	unsigned fuzzy_min_words;         /* shorter texts are neither matched nor stored */
+	unsigned fuzzy_expire;            /* seconds a stored spam hash lives after it was last seen */
+	/* [history]: per-sender noise reduction */
+	bool history_enabled;
+	char *history_database;           /* NULL: <data_dir>/history.db */
+	unsigned history_min_messages;    /* clean messages needed before dampening */
+	unsigned history_max_spam_percent;/* a history with more spam than this is not clean */
+	unsigned history_dampen_percent;  /* the largest share of the score taken off */
+	unsigned history_half_life;       /* seconds after which old counts weigh half */
+	/* [bayes] reload */
+	unsigned bayes_reload_check;      /* seconds between looks for other writers' learning */
 };
 
 /* A precise error: "file:line: [section] key: why"; empty parts are left out. */

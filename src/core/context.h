@@ -5,6 +5,7 @@
 #ifndef POSTERN_CONTEXT_H
 #define POSTERN_CONTEXT_H
 
+#include <stdbool.h>
 #include <stdint.h>
 #include <time.h>
 
@@ -24,6 +25,9 @@ struct content_stage;
 struct virus_engine;
 struct quarantine;
 struct bayes;
+struct fuzzy;
+struct sender_history;
+struct event;
 
 struct postern_stats {
 	uint64_t sessions_total;
@@ -56,6 +60,10 @@ struct postern {
 	struct event *virus_reload;    /* looks at the signature directory for changes */
 	struct quarantine *quarantine; /* held messages' metadata and their expiry */
 	struct bayes *bayes;           /* [bayes] token store, open across config reloads */
+	struct event *bayes_refresh;   /* looks for other processes' learning every [bayes] reload_check */
+	bool bayes_refreshing;         /* a refresh job is in the worker pool */
+	struct fuzzy *fuzzy;           /* [fuzzy] store of spam signatures, open across reloads */
+	struct sender_history *history; /* [history] per-sender counts, open across reloads */
 	struct postern_stats stats;
 	time_t started;
 	char *config_path;

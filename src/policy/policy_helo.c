@@ -17,6 +17,7 @@
 #include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <stddef.h>
 #include <string.h>
 #include <strings.h>
 
@@ -77,17 +78,24 @@ static bool helo_parse_literal(const char *helo, struct sockaddr_storage *ss)
 	return inet_pton(AF_INET, inner, &sin->sin_addr) == 1;
 }
 
-/* The 16 bytes of an address, IPv4 as IPv4-mapped IPv6, for comparisons. */
+/*
+ * The 16 bytes of an address, IPv4 as IPv4-mapped IPv6, for comparisons.
+ * Read with memcpy: the storage was written through another sockaddr
+ * type, and the optimiser may not see a cast pointer's read as aliasing it.
+ */
 static bool helo_addr_bytes(const struct sockaddr *sa, unsigned char out[16])
 {
-	if (sa->sa_family == AF_INET) {
+	sa_family_t family;
+
+	memcpy(&family, (const char *)sa + offsetof(struct sockaddr, sa_family), sizeof(family));
+	if (family == AF_INET) {
 		memset(out, 0, 10);
 		out[10] = out[11] = 0xff;
-		memcpy(out + 12, &((const struct sockaddr_in *)sa)->sin_addr, 4);
+		memcpy(out + 12, (const char *)sa + offsetof(struct sockaddr_in, sin_addr), 4);
 		return true;
 	}
-	if (sa->sa_family == AF_INET6) {
-		memcpy(out, &((const struct sockaddr_in6 *)sa)->sin6_addr, 16);
+	if (family == AF_INET6) {
+		memcpy(out, (const char *)sa + offsetof(struct sockaddr_in6, sin6_addr), 16);
 		return true;
 	}
 	return false;
@@ -153,6 +161,7 @@ static bool helo_claims_ours(const struct helo_engine *e, const char *helo,
 {
 	const struct config *cfg = e->cfg;
 	size_t len = strlen(helo);
+	unsigned char want[16], have[16];
 
 	if (!is_literal) {
 		if (cfg->hostname == NULL)
@@ -161,19 +170,22 @@ static bool helo_claims_ours(const struct helo_engine *e, const char *helo,
 			len--;
 		return strlen(cfg->hostname) == len && strncasecmp(cfg->hostname, helo, len) == 0;
 	}
+	if (!helo_addr_bytes((const struct sockaddr *)literal, want))
+		return false;
 	for (size_t i = 0; i < cfg->nlistens; i++) {
-		struct sockaddr_storage ss;
-		struct sockaddr_in *sin = (struct sockaddr_in *)&ss;
-		struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)&ss;
+		struct in_addr a4;
+		struct in6_addr a6;
 
-		memset(&ss, 0, sizeof(ss));
-		if (inet_pton(AF_INET, cfg->listens[i].addr, &sin->sin_addr) == 1)
-			sin->sin_family = AF_INET;
-		else if (inet_pton(AF_INET6, cfg->listens[i].addr, &sin6->sin6_addr) == 1)
-			sin6->sin6_family = AF_INET6;
-		else
+		if (inet_pton(AF_INET, cfg->listens[i].addr, &a4) == 1) {
+			memset(have, 0, 10);
+			have[10] = have[11] = 0xff;
+			memcpy(have + 12, &a4, 4);
+		} else if (inet_pton(AF_INET6, cfg->listens[i].addr, &a6) == 1) {
+			memcpy(have, &a6, 16);
+		} else {
 			continue;
-		if (helo_same_addr((const struct sockaddr *)&ss, (const struct sockaddr *)literal))
+		}
+		if (memcmp(have, want, 16) == 0)
 			return true;
 	}
 	return false;

@@ -298,10 +298,49 @@ static bool maildir_address_is_clean(const char *s)
 	return true;
 }
 
-enum maildir_result maildir_deliver(const char *dir, const char *delivered_to,
+/*
+ * Where the message goes inside the user's Maildir: the inbox, or the
+ * Maildir++ Junk folder (".Junk", marked with a maildirfolder file as
+ * Dovecot and Courier expect) for mail at the store threshold.
+ */
+static int maildir_target(const char *dir, const struct envelope *env, char *out, size_t outlen)
+{
+	char marker[PATH_MAX];
+	int fd;
+
+	if (env == NULL || !env->junk)
+		return snprintf(out, outlen, "%s", dir) >= (int)outlen ? -1 : 0;
+	if (snprintf(out, outlen, "%s/.Junk", dir) >= (int)outlen ||
+	    snprintf(marker, sizeof(marker), "%s/maildirfolder", out) >= (int)sizeof(marker))
+		return -1;
+	if (maildir_mkdirs(out) < 0)
+		return -1;
+	fd = open(marker, O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
+	if (fd >= 0)
+		close(fd);
+	return 0;
+}
+
+/* The quota counts the inbox and the Junk folder together. */
+static int maildir_usage(const char *dir, uint64_t *used)
+{
+	char junk[PATH_MAX];
+
+	if (maildir_folder_usage(dir, "new", used) < 0 || maildir_folder_usage(dir, "cur", used) < 0)
+		return -1;
+	if (snprintf(junk, sizeof(junk), "%s/.Junk", dir) >= (int)sizeof(junk))
+		return 0;
+	if ((maildir_folder_usage(junk, "new", used) < 0 || maildir_folder_usage(junk, "cur", used) < 0) &&
+	    errno != ENOENT)
+		return -1;
+	return 0;
+}
+
+enum maildir_result maildir_deliver(const char *user_dir, const char *delivered_to,
 				    const struct envelope *env, int fd, uint64_t len,
 				    uint64_t quota_bytes, char *err, size_t errlen)
 {
+	char dir[PATH_MAX];
 	char host[512], name[768], tmp_path[PATH_MAX], new_path[PATH_MAX], new_dir[PATH_MAX];
 	static const char *const subdirs[] = { "tmp", "new", "cur" };
 	char *header;
@@ -309,8 +348,15 @@ enum maildir_result maildir_deliver(const char *dir, const char *delivered_to,
 	uint64_t size, used = 0;
 	struct timeval tv;
 
-	if (dir[0] != '/' || !maildir_address_is_clean(delivered_to))
+	if (user_dir[0] != '/' || !maildir_address_is_clean(delivered_to))
 		return maildir_fail(MAILDIR_PERMFAIL, err, errlen, "5.3.5 bad maildir path or address");
+	if (maildir_target(user_dir, env, dir, sizeof(dir)) < 0) {
+		int saved = errno;
+
+		log_warn("cannot create the Junk folder of %s: %s", user_dir, strerror(saved));
+		return maildir_fail(MAILDIR_TEMPFAIL, err, errlen, "4.3.0 cannot create the mailbox: %s",
+				    strerror(saved));
+	}
 	header = xasprintf("Delivered-To: %s\r\n", delivered_to);
 	header_len = strlen(header);
 	size = message_view_size(env, len) + header_len;
@@ -331,7 +377,7 @@ enum maildir_result maildir_deliver(const char *dir, const char *delivered_to,
 		}
 	}
 	if (quota_bytes > 0) {
-		if (maildir_folder_usage(dir, "new", &used) < 0 || maildir_folder_usage(dir, "cur", &used) < 0) {
+		if (maildir_usage(user_dir, &used) < 0) {
 			int saved = errno;
 
 			log_warn("cannot measure %s: %s", dir, strerror(saved));

@@ -22,7 +22,8 @@ int maildir_expand(const char *tmpl, const char *address, char *out, size_t outl
  * Deliver the message of fd as edited by env (queue/message_view.h: len is
  * the message length in the file, env NULL means no edits), prefixed with a
  * "Delivered-To:" header, into dir (created with tmp/new/cur if missing).
- * quota_bytes 0 means unlimited. On failure err holds an enhanced status
+ * A junk envelope (env->junk) goes to the Maildir++ folder dir/.Junk.
+ * quota_bytes (0: unlimited) counts the inbox and the Junk folder. On failure err holds an enhanced status
  * code and text without the SMTP code ("5.2.2 mailbox full", "4.3.0 ...").
  */
 enum maildir_result maildir_deliver(const char *dir, const char *delivered_to,

@@ -29,7 +29,7 @@
  *   E envid        DSN ENVID
  *   B body         enum body_type (decimal)
  *   U 0|1          SMTPUTF8
- *   X 0|1          generated bounce
+ *   X bits         1 generated bounce, 2 held from the start, 4 junk (store threshold)
  *   C client_addr
  *   H helo
  *   A auth_user
@@ -431,9 +431,12 @@ static int envelope_format(struct strbuf *sb, const struct envelope *env, uint64
 	r |= field_append(sb, env->sender);
 	r |= strbuf_appendf(sb, "\nR %d\nE ", (int)env->ret);
 	r |= field_append(sb, env->envid);
-	/* X: bit 0 a bounce of ours, bit 1 held from the start (quarantine, durable with the commit). */
+	/*
+	 * X: bit 0 a bounce of ours, bit 1 held from the start (quarantine,
+	 * durable with the commit), bit 2 junk for local delivery.
+	 */
 	r |= strbuf_appendf(sb, "\nB %d\nU %d\nX %d\nC ", (int)env->body, env->smtputf8 ? 1 : 0,
-			    (env->is_bounce ? 1 : 0) | (env->held ? 2 : 0));
+			    (env->is_bounce ? 1 : 0) | (env->held ? 2 : 0) | (env->junk ? 4 : 0));
 	r |= field_append(sb, env->client_addr);
 	r |= strbuf_appends(sb, "\nH ");
 	r |= field_append(sb, env->client_helo);
@@ -558,10 +561,11 @@ static int envelope_parse_header(struct envelope *env, int index, const char *li
 		env->smtputf8 = v;
 		return 0;
 	case 'X':
-		if (record_u64(line, len, 'X', 3, &v) < 0)
+		if (record_u64(line, len, 'X', 7, &v) < 0)
 			return -1;
 		env->is_bounce = (v & 1) != 0;
 		env->held = (v & 2) != 0;
+		env->junk = (v & 4) != 0;
 		return 0;
 	case 'C':
 		return record_string(line, len, 'C', true, &env->client_addr);

@@ -18,6 +18,7 @@
 #include <limits.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -36,6 +37,7 @@
 #include "content/clean.h"
 #include "content/engine.h"
 #include "content/marks.h"
+#include "content/scoring.h"
 #include "content/virus.h"
 #include "core/alloc.h"
 #include "core/context.h"
@@ -133,6 +135,7 @@ struct smtp_session {
 	struct policy *policy;
 	struct policy_facts facts;
 	struct engine_results symbols;
+	size_t txn_symbols;             /* symbols before this transaction's MAIL (they outlive it); SIZE_MAX: no MAIL yet */
 	struct policy_run *prun;
 	struct session_pending *pending;
 	struct event *timer;            /* greet pause and tarpit */
@@ -220,6 +223,9 @@ static void session_txn_reset(struct smtp_session *s)
 		s->env = NULL;
 	}
 	s->rcpts_rejected = 0;
+	if (s->txn_symbols != SIZE_MAX && s->symbols.count > s->txn_symbols)
+		s->symbols.count = s->txn_symbols;
+	s->txn_symbols = SIZE_MAX;
 	strbuf_free(&s->headers);
 	free(s->subject);
 	s->subject = NULL;
@@ -824,6 +830,7 @@ static void cmd_mail(struct smtp_session *s, const char *arg)
 		session_fatal(s, "421 4.7.0 Error: too many messages in one session");
 		return;
 	}
+	s->txn_symbols = s->symbols.count;
 	if (smtp_parse_mail(arg, &m, &e) < 0) {
 		session_reply_error(s, &e);
 		session_count_error(s);
@@ -1281,31 +1288,55 @@ static const char *session_virus_header(const char *virus, char *buf, size_t len
 	return buf;
 }
 
+/* The status header's word for a tagged verdict: the spam level when scoring tagged it. */
+static const char *session_mark_status(const struct content_verdict *v)
+{
+	if (v->category == CATEGORY_SPAM && v->level == SPAM_LEVEL_SPAM)
+		return "spam";
+	if (v->category == CATEGORY_SPAM && v->level == SPAM_LEVEL_SUSPECTED)
+		return "suspected-spam";
+	return "tagged";
+}
+
 /*
  * Marks go in as envelope edits: the spool file stays as received, so DKIM
  * signatures of untouched parts survive. A tagged message gets the status,
- * SCL and reasons (and spam the subject tag); every message the virus
- * engine looked at gets the signature version it was scanned with, in one
- * block with the others (virus may be NULL).
+ * SCL and reasons (and spam or suspected spam its level's subject tag);
+ * mail at the store threshold gets the junk header (and goes to the Junk
+ * folder of local users); every message the virus engine looked at gets
+ * the signature version it was scanned with, in one block with the others
+ * (virus may be NULL).
  */
 static void session_mark_message(struct smtp_session *s, const struct content_verdict *v,
-				 const struct marks_options *marks, bool tagged, const char *virus)
+				 const struct content_marks *marks, bool tagged, const char *virus)
 {
 	static const struct marks_options version_only = { .add_headers = true };
-	struct marks_options o = tagged ? *marks : version_only;
-	char extra[VIRUS_VERSION_MAX + 64];
+	bool suspected = v->category == CATEGORY_SPAM && v->level == SPAM_LEVEL_SUSPECTED;
+	struct marks_options o = !tagged ? version_only : suspected ? marks->suspected : marks->spam;
+	char extra[VIRUS_VERSION_MAX + 160];
+	const char *virus_line;
 	size_t n;
 	unsigned char *head;
 
-	if (!tagged && virus == NULL)
+	s->env->junk = v->junk;
+	if (!tagged && virus == NULL && !v->junk)
 		return;
 	head = session_read_back(s, SESSION_HEADERS_MAX + 4096, &n);
 	if (head == NULL)
 		return;
 	if (!tagged || v->category != CATEGORY_SPAM)
 		o.subject_tag = NULL;
-	if (marks_apply(s->env, head, n, &o, tagged ? "tagged" : NULL, tagged ? v->scl : -1,
-			tagged ? v->reasons : NULL, session_virus_header(virus, extra, sizeof(extra))) < 0)
+	virus_line = session_virus_header(virus, extra, sizeof(extra));
+	if (v->junk) {
+		size_t used = virus_line != NULL ? strlen(virus_line) : 0;
+
+		if (virus_line == NULL)
+			extra[0] = '\0';
+		snprintf(extra + used, sizeof(extra) - used, "%s%s: yes", used ? "\r\n" : "", marks->junk_header);
+		virus_line = extra;
+	}
+	if (marks_apply(s->env, head, n, &o, tagged ? session_mark_status(v) : NULL, tagged ? v->scl : -1,
+			tagged ? v->reasons : NULL, virus_line) < 0)
 		log_warn("content session=%llu: cannot add the marks", (unsigned long long)s->id);
 	free(head);
 }
@@ -1337,7 +1368,7 @@ static bool session_clean_message(struct smtp_session *s, const struct content_r
 
 /* The content stage's verdict decides the final reply. */
 static void session_content_done(void *arg, const struct content_result *r,
-				 const struct marks_options *marks)
+				 const struct content_marks *marks)
 {
 	struct smtp_session *s = arg;
 	const struct content_verdict *v = &r->verdict;
@@ -1349,9 +1380,10 @@ static void session_content_done(void *arg, const struct content_result *r,
 	s->state = SESSION_COMMAND;
 	if (content_result_virus_version(r, version, sizeof(version)))
 		virus = version;
-	log_info("content session=%llu client=%s from=<%s> action=%s category=%s score=%.1f scl=%d virus=\"%s\" reasons=\"%s\"",
+	log_info("content session=%llu client=%s from=<%s> action=%s category=%s score=%.1f scl=%d level=%s junk=%s virus=\"%s\" reasons=\"%s\"",
 		 (unsigned long long)s->id, s->client_addr, s->env->sender, content_action_name(v->action),
-		 content_category_name(v->category), v->score, v->scl, virus != NULL ? virus : "off", v->reasons);
+		 content_category_name(v->category), v->score, v->scl, spam_level_name(v->level),
+		 v->junk ? "yes" : "no", virus != NULL ? virus : "off", v->reasons);
 	if (r->auth_results != NULL && v->action != CONTENT_REJECT && v->action != CONTENT_DEFER &&
 	    auth_results_add_edit(s->env, r->auth_results) < 0)
 		log_warn("content session=%llu: cannot add Authentication-Results", (unsigned long long)s->id);
@@ -1432,7 +1464,8 @@ static void session_data_finish(struct smtp_session *s, const struct policy_resu
 	}
 	s->cjob = content_stage_scan_facts(s->pt, fd, spool_writer_size(s->writer),
 					   &(struct content_scan_facts){ s->env->id, s->env->sender, s->helo,
-									 s->spf_header, &s->symbols },
+									 s->spf_header, s->client_addr,
+									 &s->symbols },
 					   session_content_done, s);
 	s->state = SESSION_WAITING;
 	bufferevent_disable(s->bev, EV_READ);
@@ -1787,6 +1820,7 @@ void smtp_session_start(struct postern *pt, evutil_socket_t fd, const struct soc
 {
 	struct smtp_session *s = xcalloc(1, sizeof(*s));
 
+	s->txn_symbols = SIZE_MAX;
 	s->pt = pt;
 	s->cfg = config_ref(pt->cfg);
 	s->fd = fd;

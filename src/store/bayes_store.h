@@ -56,6 +56,14 @@ struct bayes_store_ops {
 	 * count is at most max_count. Returns how many were dropped, -1 on error.
 	 */
 	long (*expire)(void *be, uint32_t today, uint32_t max_age_days, uint32_t max_count);
+	/*
+	 * Take in what other writers (another process on the same database)
+	 * learned since we last read it: 1 when the counts were reloaded, 0
+	 * when there was nothing new, -1 on error (logged; the counts held
+	 * so far stay). May be NULL for a backend that shares one copy and
+	 * so never goes stale. Not concurrently with close.
+	 */
+	int (*refresh)(void *be);
 	/* Flush and release everything. */
 	void (*close)(void *be);
 };
@@ -74,6 +82,19 @@ struct bayes_store {
  * learning into one file (the gateway's autolearn and `postern learn`)
  * add up rather than overwrite each other. NULL with err filled when the
  * database cannot be opened or read.
+ *
+ * What another process learns reaches this copy through refresh: when
+ * SQLite's data_version says another connection committed since the last
+ * load, our pending changes are written, the file is read whole into a
+ * new table (for a while two copies are held) with learning and lookups
+ * going on meanwhile, and the new table is swapped in under the lock.
+ * Changes made during the reload are carried onto the new table; should a
+ * flush or an expiry run during the reload, what it wrote is in the file
+ * but not in the new table, and the next refresh reloads again to bring
+ * it (our own commits alone would not prompt one). A refresh with nothing
+ * to reload writes behind changes that have waited long enough. The
+ * learned-message digests are not cached (seen_get reads the file past
+ * our own unwritten ones), so they need no reload.
  */
 struct bayes_store *bayes_store_open_sqlite(const char *path, char *err, size_t errlen);
 /* Closes the backend and frees the store; NULL is fine. */

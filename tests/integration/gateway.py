@@ -281,11 +281,13 @@ class Gateway:
         wait_until(lambda: stat_value(self.cli_json("status"), "sessions", "current") == 0,
                    timeout=timeout, what="no open sessions")
 
-    def maildir_messages(self, address):
-        """Files in new/ of the Maildir of a local address (bytes each)."""
+    def maildir_messages(self, address, folder=None):
+        """Files in new/ of the Maildir of a local address (bytes each);
+        folder: a Maildir++ folder such as ".Junk" instead of the inbox."""
         local, domain = address.split("@")
         template = self.sections["local"]["maildir"]
-        path = os.path.join(template.replace("%d", domain.lower()).replace("%u", local), "new")
+        path = os.path.join(template.replace("%d", domain.lower()).replace("%u", local), folder or "",
+                            "new")
         if not os.path.isdir(path):
             return []
         out = []
@@ -294,10 +296,10 @@ class Gateway:
                 out.append(f.read())
         return out
 
-    def wait_maildir(self, address, count=1, timeout=30):
+    def wait_maildir(self, address, count=1, timeout=30, folder=None):
         deadline = time.monotonic() + timeout
         while True:
-            msgs = self.maildir_messages(address)
+            msgs = self.maildir_messages(address, folder)
             if len(msgs) >= count:
                 return msgs
             if time.monotonic() > deadline:

@@ -64,9 +64,12 @@ def test_rule_subject_phrase_tags_with_score(rules_gw, sink):
     assert r.code == 250, r
     raw = sink.wait_message_id(mid)["data"]
     assert header(raw, "X-Postern-Status"), raw[:1500]
-    assert header(raw, "X-Postern-SCL") == "3", raw[:1500]          # 6.5 points
+    assert header(raw, "X-Postern-SCL") == "6", raw[:1500]          # 6.5 points
     assert "CHEAP_WATCHES" in (header(raw, "X-Postern-Reason") or ""), raw[:1500]
-    assert header(raw, "Subject") == "[SPAM] Cheap Watches for you", raw[:1500]
+    # SCL 6 is suspected spam: its own subject tag, and the junk header of the store threshold.
+    assert header(raw, "X-Postern-Status") == "suspected-spam", raw[:1500]
+    assert header(raw, "Subject") == "[SUSPECTED SPAM] Cheap Watches for you", raw[:1500]
+    assert header(raw, "X-Postern-Junk") == "yes", raw[:1500]
     # Only the marks were added: the body is as sent.
     assert raw.endswith(data[data.index(b"\r\n\r\n"):])
     assert re.search(r"action=tag category=spam score=6\.5", rules_gw.log_text())

@@ -14,7 +14,7 @@ SHARED = os.path.abspath(os.path.join(REPO, "..", "shared"))
 MAIL_CORPUS = os.path.join(SHARED, "corpus", "mail")
 SANITIZER_MARKERS = ("ERROR: AddressSanitizer", "runtime error:", "LeakSanitizer")
 PER_CLASS = 12
-SCAN_TRAIN = 60
+SCAN_TRAIN = 100
 
 
 def postern_binary():

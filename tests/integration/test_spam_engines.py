@@ -29,7 +29,7 @@ rule LOTTERY_WINNER {
     description "Lottery winner"
     match subject "lottery winner"
     action tag
-    score 13
+    score 12.5
 }
 """
 
@@ -169,9 +169,11 @@ def bayes_gw(gateway, postern_bin, workdir):
     rules = os.path.join(workdir, "spam.rules")
     with open(rules, "w") as f:
         f.write(RULES)
+    # Never at the gateway threshold: the second copy of a learned message must still arrive.
     return gateway({"log": {"level": "debug"},
                     "bayes": {"enabled": True, "database": db},
-                    "rules": {"file": rules}})
+                    "rules": {"file": rules},
+                    "scoring": {"gateway_scl": 10}})
 
 
 def test_bayes_tags_trained_spam(bayes_gw, sink):
@@ -187,7 +189,7 @@ def test_autolearn_logs_its_decisions(bayes_gw, sink):
     data = message(subject="You are our lottery winner", mid=mid)
     assert bayes_gw.transaction(SENDER, [RCPT], data).code == 250
     sink.wait_message_id(mid)
-    wait_until(lambda: re.search(r'autolearn queue_id=\S+ class=spam reason="score 1[3-9]\.\d >= 12\.0"\s*$',
+    wait_until(lambda: re.search(r'autolearn queue_id=\S+ class=spam reason="score 12\.5 >= 12\.0"\s*$',
                                  bayes_gw.log_text(), re.M), what="the autolearn line")
     # The same message again: the duplicate guard says why it is not learned.
     assert bayes_gw.transaction(SENDER, [RCPT], data).code == 250

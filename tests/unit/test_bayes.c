@@ -1,10 +1,13 @@
 /*
  * The Bayesian filter: Robinson's f(w) and the Fisher combination against
  * hand-computed values, the score table, the SQLite store's round trip
- * and expiry, learning, moving, forgetting, the duplicate guard,
- * autolearn's per-domain limit and the engine's result.
+ * and expiry, taking in another writer's learning (refresh), learning,
+ * moving, forgetting, the duplicate guard, autolearn's per-domain limit
+ * and the engine's result.
  */
 #include <math.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -188,6 +191,192 @@ TEST(bayes_store_deltas_from_two_writers_add_up)
 	CHECK_INT(c.spam, 2);
 	CHECK_INT(t.spam, 2);
 	bayes_store_close(a);
+}
+
+/* Two stores on one file stand for the gateway and `postern learn`. */
+TEST(bayes_store_refresh_sees_other_writer)
+{
+	struct bayes_store *gw = open_store(), *cli = open_store();
+	uint64_t tok[] = { 5, 6 }, all[] = { 5, 6, 7 };
+	unsigned char digest[BAYES_DIGEST_LEN] = { 7, 7 };
+	struct bayes_counts c[3];
+	struct bayes_totals t;
+	enum bayes_class cls;
+
+	CHECK_INT(gw->ops->refresh(gw->be), 0);
+	CHECK_INT(cli->ops->train(cli->be, tok, 2, BAYES_CLASS_SPAM, 1, 100), 0);
+	CHECK_INT(cli->ops->seen_set(cli->be, digest, BAYES_CLASS_SPAM), 0);
+	/* Not committed yet: nothing to see. */
+	CHECK_INT(gw->ops->refresh(gw->be), 0);
+	CHECK_INT(cli->ops->flush(cli->be), 0);
+	gw->ops->lookup(gw->be, all, 3, c, &t);
+	CHECK_INT(t.spam, 0);
+	CHECK_INT(gw->ops->refresh(gw->be), 1);
+	gw->ops->lookup(gw->be, all, 3, c, &t);
+	CHECK_INT(t.spam, 1);
+	CHECK_INT(t.ham, 0);
+	CHECK_INT(t.tokens, 2);
+	CHECK_INT(c[0].spam, 1);
+	CHECK_INT(c[1].spam, 1);
+	CHECK_INT(c[2].spam + c[2].ham, 0);
+	CHECK_INT(gw->ops->seen_get(gw->be, digest, &cls), 0);
+	CHECK_INT(cls, BAYES_CLASS_SPAM);
+	CHECK_INT(gw->ops->refresh(gw->be), 0);
+
+	/* Our own commits do not call for a reload. */
+	CHECK_INT(gw->ops->train(gw->be, all + 2, 1, BAYES_CLASS_HAM, 1, 100), 0);
+	CHECK_INT(gw->ops->flush(gw->be), 0);
+	CHECK_INT(gw->ops->refresh(gw->be), 0);
+	gw->ops->lookup(gw->be, all, 3, c, &t);
+	CHECK_INT(c[2].ham, 1);
+	CHECK_INT(t.ham, 1);
+
+	/* Another process's expiry (here: unlearning to nothing) removes tokens from memory too. */
+	CHECK_INT(cli->ops->train(cli->be, tok, 2, BAYES_CLASS_SPAM, -1, 100), 0);
+	CHECK_INT(cli->ops->flush(cli->be), 0);
+	CHECK_INT(gw->ops->refresh(gw->be), 1);
+	gw->ops->lookup(gw->be, all, 3, c, &t);
+	CHECK_INT(c[0].spam + c[1].spam, 0);
+	CHECK_INT(t.spam, 0);
+	CHECK_INT(t.tokens, 1);
+	bayes_store_close(cli);
+	bayes_store_close(gw);
+}
+
+TEST(bayes_store_refresh_keeps_pending_changes)
+{
+	struct bayes_store *gw = open_store(), *cli = open_store();
+	uint64_t tok[] = { 5 };
+	struct bayes_counts c;
+	struct bayes_totals t;
+
+	/* Unwritten in the gateway, committed by the other: both count, once. */
+	CHECK_INT(gw->ops->train(gw->be, tok, 1, BAYES_CLASS_HAM, 1, 100), 0);
+	CHECK_INT(cli->ops->train(cli->be, tok, 1, BAYES_CLASS_SPAM, 1, 100), 0);
+	CHECK_INT(cli->ops->flush(cli->be), 0);
+	CHECK_INT(gw->ops->refresh(gw->be), 1);
+	gw->ops->lookup(gw->be, tok, 1, &c, &t);
+	CHECK_INT(c.spam, 1);
+	CHECK_INT(c.ham, 1);
+	CHECK_INT(t.spam, 1);
+	CHECK_INT(t.ham, 1);
+	CHECK_INT(gw->ops->refresh(gw->be), 0);
+	bayes_store_close(gw);
+	bayes_store_close(cli);
+
+	gw = open_store();
+	gw->ops->lookup(gw->be, tok, 1, &c, &t);
+	CHECK_INT(c.spam, 1);
+	CHECK_INT(c.ham, 1);
+	CHECK_INT(t.spam, 1);
+	CHECK_INT(t.ham, 1);
+	bayes_store_close(gw);
+}
+
+#define STRESS_GW_TRAINS 1500
+#define STRESS_CLI_TRAINS 300
+
+struct stress_writer {
+	struct bayes_store *s;
+	int trains;
+	int flush_every;
+	enum bayes_class cls;
+	atomic_int *running;
+};
+
+/* Learn into one store, flushing now and then (also while the other thread reloads). */
+static void *stress_train(void *arg)
+{
+	struct stress_writer *w = arg;
+	uint64_t tok[8];
+
+	for (int i = 0; i < w->trains; i++) {
+		for (int k = 0; k < 8; k++)
+			tok[k] = 1 + (uint64_t)((i * 7 + k * 13) % 64);
+		w->s->ops->train(w->s->be, tok, 8, w->cls, 1, 100);
+		if (i % w->flush_every == 0)
+			w->s->ops->flush(w->s->be);
+	}
+	atomic_fetch_sub(w->running, 1);
+	return NULL;
+}
+
+/*
+ * Reloads racing with learning on both sides: once everyone has written,
+ * the gateway's memory equals a fresh read of the file, and its own
+ * commits do not call for a reload any more.
+ */
+TEST(bayes_store_refresh_races_with_learning)
+{
+	struct bayes_store *gw = open_store(), *cli = open_store(), *fresh;
+	atomic_int running = 2;
+	struct stress_writer wg = { gw, STRESS_GW_TRAINS, 97, BAYES_CLASS_SPAM, &running };
+	struct stress_writer wc = { cli, STRESS_CLI_TRAINS, 10, BAYES_CLASS_HAM, &running };
+	uint64_t all[64];
+	struct bayes_counts a[64], b[64];
+	struct bayes_totals ta, tb;
+	pthread_t tg, tc;
+	int reloads = 0;
+
+	for (int k = 0; k < 64; k++)
+		all[k] = 1 + (uint64_t)k;
+	CHECK_INT(pthread_create(&tg, NULL, stress_train, &wg), 0);
+	CHECK_INT(pthread_create(&tc, NULL, stress_train, &wc), 0);
+	while (atomic_load(&running) > 0) {
+		int rc = gw->ops->refresh(gw->be);
+
+		CHECK(rc >= 0);
+		reloads += rc;
+	}
+	pthread_join(tg, NULL);
+	pthread_join(tc, NULL);
+	/* The writers may finish before the first look: the last writes still call for one reload. */
+	CHECK_INT(cli->ops->flush(cli->be), 0);
+	reloads += gw->ops->refresh(gw->be);
+	CHECK(reloads > 0);
+	CHECK_INT(gw->ops->flush(gw->be), 0);
+	CHECK_INT(gw->ops->refresh(gw->be), 0);
+	gw->ops->lookup(gw->be, all, 64, a, &ta);
+	CHECK_INT(ta.spam, STRESS_GW_TRAINS);
+	CHECK_INT(ta.ham, STRESS_CLI_TRAINS);
+	fresh = open_store();
+	fresh->ops->lookup(fresh->be, all, 64, b, &tb);
+	CHECK_INT(tb.spam, STRESS_GW_TRAINS);
+	CHECK_INT(tb.ham, STRESS_CLI_TRAINS);
+	CHECK_INT(ta.tokens, tb.tokens);
+	for (int k = 0; k < 64; k++) {
+		CHECK_INT(a[k].spam, b[k].spam);
+		CHECK_INT(a[k].ham, b[k].ham);
+	}
+	bayes_store_close(fresh);
+	bayes_store_close(cli);
+	bayes_store_close(gw);
+}
+
+TEST(bayes_refresh_classifies_with_other_learning)
+{
+	struct bayes *gw = bayes_new(open_store(), NULL), *cli = bayes_new(open_store(), NULL);
+	struct bayes_verdict v;
+	struct msg m;
+
+	train_corpus(cli, 0, 6);
+	CHECK_INT(bayes_store_of(cli)->ops->flush(bayes_store_of(cli)->be), 0);
+	msg_make(&m, "deals@spam.example", "cheap pills", spam_body, 99);
+	bayes_classify(gw, m.mime, (const unsigned char *)m.raw, strlen(m.raw), &v);
+	CHECK(!v.trained);
+	CHECK_INT(bayes_refresh(gw), 1);
+	CHECK_INT(bayes_refresh(gw), 0);
+	bayes_classify(gw, m.mime, (const unsigned char *)m.raw, strlen(m.raw), &v);
+	CHECK(v.trained);
+	CHECK(v.prob > 0.95);
+	/* The digests another process learned guard against learning twice here. */
+	CHECK_INT(learn(gw, &m, true, false), BAYES_LEARNED);
+	msg_free(&m);
+	msg_make(&m, "deals@spam.example", "cheap pills", spam_body, 0);
+	CHECK_INT(learn(gw, &m, true, false), BAYES_ALREADY);
+	msg_free(&m);
+	bayes_free(cli);
+	bayes_free(gw);
 }
 
 TEST(bayes_store_expiry)

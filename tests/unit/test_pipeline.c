@@ -1,5 +1,6 @@
 #include "unit.h"
 
+#include <math.h>
 #include <stdlib.h>
 
 #include "content/pipeline.h"
@@ -18,14 +19,16 @@ static struct engine_result *add(struct engine_results *r, double score, enum co
 
 TEST(pipeline_scl_mapping)
 {
-	CHECK_INT(content_scl(-5.0), 0);
-	CHECK_INT(content_scl(0.0), 0);
-	CHECK_INT(content_scl(1.0), 0);
-	CHECK_INT(content_scl(5.0), 3);
-	CHECK_INT(content_scl(10.0), 6);
-	CHECK_INT(content_scl(14.9), 8);
-	CHECK_INT(content_scl(15.0), 9);
-	CHECK_INT(content_scl(1000.0), 9);
+	/* The table of content/scoring.h, lower bounds inclusive. */
+	static const struct { double score; int scl; } table[] = {
+		{ -5.0, 0 }, { 0.0, 0 }, { 0.99, 0 }, { 1.0, 1 }, { 2.0, 2 }, { 3.5, 3 }, { 4.0, 4 },
+		{ 5.0, 5 }, { 5.99, 5 }, { 6.0, 6 }, { 7.99, 6 }, { 8.0, 7 }, { 9.99, 7 }, { 10.0, 8 },
+		{ 12.99, 8 }, { 13.0, 9 }, { 1000.0, 9 },
+	};
+
+	for (size_t i = 0; i < sizeof(table) / sizeof(table[0]); i++)
+		CHECK_INT(content_scl(table[i].score), table[i].scl);
+	CHECK_INT(content_scl(NAN), 0);
 }
 
 TEST(pipeline_action_priority)
@@ -59,7 +62,7 @@ TEST(pipeline_verdict_strongest_action)
 	CHECK_INT(v.action, CONTENT_REJECT);
 	CHECK_INT(v.category, CATEGORY_VIRUS);
 	CHECK(v.score > 9.99 && v.score < 10.01);
-	CHECK_INT(v.scl, 6);
+	CHECK_INT(v.scl, 8);
 	CHECK_STR(v.reasons, "Eicar in part 2; double extension");
 
 	engine_results_free(&r);
