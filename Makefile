@@ -8,7 +8,7 @@ CONFIG ?= etc/postern.conf
 # Debian's interpreter: the test libraries come from Debian packages.
 PYTHON ?= /usr/bin/python3
 
-.PHONY: all deps test-deps build asan fuzz-build run test unit fuzz clean
+.PHONY: all deps test-deps bench-deps build asan fuzz-build run test unit fuzz clean
 
 all: build
 
@@ -17,6 +17,10 @@ deps:
 
 test-deps:
 	WITH_TEST_PKGS=1 sh scripts/install-deps.sh
+
+# The peers of the benchmarks (bench/README.md): SpamAssassin, Rspamd, Redis.
+bench-deps:
+	WITH_TEST_PKGS=1 WITH_BENCH_PKGS=1 sh scripts/install-deps.sh
 
 $(BUILD)/build.ninja:
 	meson setup $(BUILD) -Dwerror=true

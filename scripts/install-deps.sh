@@ -9,9 +9,11 @@ BUILD_PKGS="meson ninja-build pkg-config gcc clang libclang-rt-14-dev make
   libclamav-dev libpsl-dev"
 TEST_PKGS="python3 python3-pytest python3-aiosmtpd python3-dnslib python3-yaml python3-dkim swaks postfix openssl procps
   clamav-daemon clamav-testfiles bogofilter"
+# The peers of bench/accuracy (bogofilter comes with the test set).
+BENCH_PKGS="bogofilter spamassassin rspamd redis-server"
 
 missing=""
-for p in $BUILD_PKGS ${WITH_TEST_PKGS:+$TEST_PKGS}; do
+for p in $BUILD_PKGS ${WITH_TEST_PKGS:+$TEST_PKGS} ${WITH_BENCH_PKGS:+$BENCH_PKGS}; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
 done
 if [ -n "$missing" ]; then

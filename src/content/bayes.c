@@ -123,32 +123,28 @@ double bayes_combine(const double *f, size_t n)
 	return (1.0 + qh - qs) / 2.0;
 }
 
+/* The table of bayes.h: the first row whose bound P reaches gives the score. */
 double bayes_score_of(double p, const char **symbol)
 {
+	static const struct { double at_least; double score; } spam[] = {
+		{ 0.99, 5.0 }, { 0.95, 4.5 }, { 0.90, 4.0 }, { 0.80, 3.0 }, { BAYES_SPAM_THRESHOLD, 2.0 },
+	};
+	static const struct { double at_most; double score; } ham[] = {
+		{ 0.01, -3.0 }, { 0.05, -2.0 }, { BAYES_HAM_THRESHOLD, -1.0 },
+	};
+
 	*symbol = NULL;
-	if (p >= 0.99) {
-		*symbol = "BAYES_SPAM";
-		return 5.0;
+	for (size_t i = 0; i < sizeof(spam) / sizeof(spam[0]); i++) {
+		if (p >= spam[i].at_least) {
+			*symbol = "BAYES_SPAM";
+			return spam[i].score;
+		}
 	}
-	if (p >= 0.95) {
-		*symbol = "BAYES_SPAM";
-		return 3.5;
-	}
-	if (p >= BAYES_SPAM_THRESHOLD) {
-		*symbol = "BAYES_SPAM";
-		return 2.0;
-	}
-	if (p <= 0.01) {
-		*symbol = "BAYES_HAM";
-		return -3.0;
-	}
-	if (p <= 0.05) {
-		*symbol = "BAYES_HAM";
-		return -2.0;
-	}
-	if (p <= BAYES_HAM_THRESHOLD) {
-		*symbol = "BAYES_HAM";
-		return -1.0;
+	for (size_t i = 0; i < sizeof(ham) / sizeof(ham[0]); i++) {
+		if (p <= ham[i].at_most) {
+			*symbol = "BAYES_HAM";
+			return ham[i].score;
+		}
 	}
 	return 0.0;
 }

@@ -116,9 +116,12 @@ TEST(bayes_score_table)
 
 	CHECK_NEAR(bayes_score_of(0.999, &sym), 5.0);
 	CHECK_STR(sym, "BAYES_SPAM");
-	CHECK_NEAR(bayes_score_of(0.96, &sym), 3.5);
-	CHECK_NEAR(bayes_score_of(0.90, &sym), 2.0);
+	CHECK_NEAR(bayes_score_of(0.96, &sym), 4.5);
+	CHECK_NEAR(bayes_score_of(0.90, &sym), 4.0);
+	CHECK_NEAR(bayes_score_of(0.85, &sym), 3.0);
+	CHECK_NEAR(bayes_score_of(0.70, &sym), 2.0);
 	CHECK_STR(sym, "BAYES_SPAM");
+	CHECK_NEAR(bayes_score_of(0.69, &sym), 0.0);
 	CHECK_NEAR(bayes_score_of(0.5, &sym), 0.0);
 	CHECK(sym == NULL);
 	CHECK_NEAR(bayes_score_of(0.10, &sym), -1.0);
