@@ -127,7 +127,7 @@ double bayes_combine(const double *f, size_t n)
 double bayes_score_of(double p, const char **symbol)
 {
 	static const struct { double at_least; double score; } spam[] = {
-		{ 0.99, 5.0 }, { 0.95, 4.5 }, { 0.90, 4.0 }, { 0.80, 3.0 }, { BAYES_SPAM_THRESHOLD, 2.0 },
+		{ 0.95, 5.0 }, { 0.90, 4.5 }, { 0.80, 3.0 }, { BAYES_SPAM_THRESHOLD, 2.0 },
 	};
 	static const struct { double at_most; double score; } ham[] = {
 		{ 0.01, -3.0 }, { 0.05, -2.0 }, { BAYES_HAM_THRESHOLD, -1.0 },

@@ -19,16 +19,15 @@
  * As an engine ("bayes"), P maps to a score; nothing is said until at
  * least 5 messages of each class have been learned:
  *
- *   P ≥ 0.99  BAYES_SPAM +5.0     P ≤ 0.01  BAYES_HAM −3.0
- *   P ≥ 0.95  BAYES_SPAM +4.5     P ≤ 0.05  BAYES_HAM −2.0
- *   P ≥ 0.90  BAYES_SPAM +4.0     P ≤ 0.10  BAYES_HAM −1.0
- *   P ≥ 0.80  BAYES_SPAM +3.0
+ *   P ≥ 0.95  BAYES_SPAM +5.0     P ≤ 0.01  BAYES_HAM −3.0
+ *   P ≥ 0.90  BAYES_SPAM +4.5     P ≤ 0.05  BAYES_HAM −2.0
+ *   P ≥ 0.80  BAYES_SPAM +3.0     P ≤ 0.10  BAYES_HAM −1.0
  *   P ≥ 0.70  BAYES_SPAM +2.0
  *
- * (between 0.10 and 0.70: no result). Bayes alone at 0.99 makes suspected
+ * (between 0.10 and 0.70: no result). Bayes alone at 0.95 makes suspected
  * spam (SCL 5, content/scoring.h); below, it needs other engines to agree.
- * The table was chosen on a split of the training half of the
- * development corpus (bench/accuracy), never on its test half.
+ * The table was chosen by two-fold cross-validation inside the training
+ * half of the development corpus (bench/accuracy), never on its test half.
  */
 #ifndef POSTERN_CONTENT_BAYES_H
 #define POSTERN_CONTENT_BAYES_H

@@ -192,7 +192,10 @@ static void content_spam_refresh_run(void *arg)
 {
 	struct postern *pt = arg;
 
-	bayes_refresh(pt->bayes);
+	if (pt->bayes != NULL)
+		bayes_refresh(pt->bayes);
+	if (pt->fuzzy != NULL)
+		fuzzy_refresh(pt->fuzzy);
 }
 
 static void content_spam_refresh_done(void *arg)
@@ -207,7 +210,7 @@ static void content_spam_refresh_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct postern *pt = arg;
 
-	if (pt->bayes == NULL || pt->bayes_refreshing || pt->workers == NULL)
+	if ((pt->bayes == NULL && pt->fuzzy == NULL) || pt->bayes_refreshing || pt->workers == NULL)
 		return;
 	pt->bayes_refreshing = true;
 	workpool_submit(pt->workers, WORK_LOW, content_spam_refresh_run, content_spam_refresh_done, pt);

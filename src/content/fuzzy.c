@@ -423,6 +423,19 @@ int fuzzy_forget(struct fuzzy *f, const struct mime_message *m)
 	return n;
 }
 
+int fuzzy_refresh(struct fuzzy *f)
+{
+	const struct fuzzy_store_ops *ops = f->store->ops;
+	int rc;
+
+	if (ops->refresh == NULL)
+		return 0;
+	rc = ops->refresh(f->store->be);
+	if (rc == 1)
+		log_info("fuzzy signatures reloaded: %ld entries", ops->count(f->store->be));
+	return rc;
+}
+
 /* The total score of every engine but this one's, so a match never feeds on itself. */
 static double score_without_fuzzy(const struct engine_results *results)
 {

@@ -64,6 +64,14 @@ int fuzzy_learn(struct fuzzy *f, const struct mime_message *m);
 int fuzzy_forget(struct fuzzy *f, const struct mime_message *m);
 
 /*
+ * Take in what other processes (`postern learn`) stored in or removed
+ * from the same database since it was last read: 1 reloaded (logged), 0
+ * nothing new, -1 error (logged; the entries held so far stay). For a
+ * low-priority worker job; lookups and learning go on meanwhile.
+ */
+int fuzzy_refresh(struct fuzzy *f);
+
+/*
  * After the verdict (worker thread): remember the message when its SCL
  * without the "fuzzy" engine's own results reaches learn_scl. Logs what
  * it did with the queue id.

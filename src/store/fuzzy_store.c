@@ -15,6 +15,15 @@
  * SQLite connection; `lock` (read-write) guards the in-memory copy, which
  * the writer changes only under the write lock, so lookups run
  * concurrently and never wait for the disk.
+ *
+ * Other writers (`postern learn` on the same file) are noticed through
+ * the connection's PRAGMA data_version, which moves when another
+ * connection commits but not when ours does. A refresh then reads the
+ * whole table again, holding `writer` (so no change of ours can slip
+ * between the read and the swap, and nothing needs carrying over) but not
+ * `lock`, and swaps the new copy in. Reading everything rather than only
+ * the new ids is what sees the other side's touches and removals too; it
+ * is done only when something changed, which operators' runs make rare.
  */
 #include "store/fuzzy_store.h"
 
@@ -53,6 +62,8 @@ enum fuzzy_stmt {
 	FS_TOUCH,
 	FS_REMOVE,
 	FS_EXPIRE,
+	FS_LOAD,
+	FS_DATA_VERSION,
 	FS_NSTMTS,
 };
 
@@ -64,6 +75,8 @@ static const char *const fuzzy_sql[FS_NSTMTS] = {
 	[FS_TOUCH] = "UPDATE entries SET hits = hits + 1, last_seen = max(last_seen, ?2) WHERE id = ?1",
 	[FS_REMOVE] = "DELETE FROM entries WHERE id = ?1",
 	[FS_EXPIRE] = "DELETE FROM entries WHERE last_seen < ?1",
+	[FS_LOAD] = "SELECT id, h, hits, last_seen FROM entries ORDER BY id",
+	[FS_DATA_VERSION] = "PRAGMA data_version",
 };
 
 struct fz_entry {
@@ -95,6 +108,7 @@ struct sqlite_be {
 	size_t n, cap;
 	size_t ndead;
 	struct band_table bands[FUZZY_BANDS];
+	int64_t data_version;           /* of db when the entries were last read */
 };
 
 /* splitmix64's finalizer: every input bit reaches every output bit. */
@@ -153,31 +167,42 @@ static void bands_free(struct band_table bands[FUZZY_BANDS])
 }
 
 /*
- * Replace the in-memory copy by the live entries for which keep() holds
- * (all live ones when NULL). The new arrays are built while lookups go on
- * (only the writer, which holds `writer`, changes entries) and swapped in
- * under the write lock.
+ * Make entries[0..n) (live, sorted by id, room for cap) the in-memory
+ * copy. Its band tables are built while lookups go on over the old copy,
+ * which only the swap, under the write lock, takes away; the caller holds
+ * `writer` (or is opening), so nothing else changes the copy meanwhile.
  */
-static void be_rebuild(struct sqlite_be *be, bool (*keep)(const struct fz_entry *, int64_t), int64_t arg)
+static void memory_install(struct sqlite_be *be, struct fz_entry *entries, size_t n, size_t cap)
 {
-	size_t n = 0, cap = be->n > 0 ? be->n : 1;
-	struct fz_entry *entries = xreallocarray(NULL, cap, sizeof(*entries));
 	struct band_table bands[FUZZY_BANDS];
+	struct fz_entry *old_entries;
+	struct band_table old_bands[FUZZY_BANDS];
 
-	for (size_t i = 0; i < be->n; i++) {
-		if (!be->entries[i].dead && (keep == NULL || keep(&be->entries[i], arg)))
-			entries[n++] = be->entries[i];
-	}
 	bands_build(bands, entries, n);
 	pthread_rwlock_wrlock(&be->lock);
-	free(be->entries);
-	bands_free(be->bands);
+	old_entries = be->entries;
+	memcpy(old_bands, be->bands, sizeof(old_bands));
 	be->entries = entries;
 	be->n = n;
 	be->cap = cap;
 	be->ndead = 0;
 	memcpy(be->bands, bands, sizeof(bands));
 	pthread_rwlock_unlock(&be->lock);
+	free(old_entries);
+	bands_free(old_bands);
+}
+
+/* Replace the in-memory copy by the live entries for which keep() holds (all live ones when NULL). */
+static void be_rebuild(struct sqlite_be *be, bool (*keep)(const struct fz_entry *, int64_t), int64_t arg)
+{
+	size_t n = 0, cap = be->n > 0 ? be->n : 1;
+	struct fz_entry *entries = xreallocarray(NULL, cap, sizeof(*entries));
+
+	for (size_t i = 0; i < be->n; i++) {
+		if (!be->entries[i].dead && (keep == NULL || keep(&be->entries[i], arg)))
+			entries[n++] = be->entries[i];
+	}
+	memory_install(be, entries, n, cap);
 }
 
 /* The index of the live entry id, or -1. */
@@ -344,8 +369,8 @@ static void decode_hashes(const unsigned char blob[FUZZY_BLOB_LEN], uint64_t h[F
 	}
 }
 
-/* Append an entry to the in-memory copy, growing it (and its band tables) as needed. */
-static void memory_append(struct sqlite_be *be, const uint64_t h[FUZZY_HASHES], int64_t id, int64_t now, uint32_t hits)
+/* Append a new entry (seen once) to the in-memory copy, growing it (and its band tables) as needed. */
+static void memory_append(struct sqlite_be *be, const uint64_t h[FUZZY_HASHES], int64_t id, int64_t now)
 {
 	struct fz_entry *e;
 
@@ -360,7 +385,7 @@ static void memory_append(struct sqlite_be *be, const uint64_t h[FUZZY_HASHES], 
 	memcpy(e->h, h, sizeof(e->h));
 	e->id = id;
 	e->last_seen = now;
-	e->hits = hits;
+	e->hits = 1;
 	e->dead = false;
 	if (be->n * 2 > be->bands[0].cap) {
 		struct band_table bands[FUZZY_BANDS];
@@ -395,7 +420,7 @@ static int sqlite_add(void *p, const uint64_t h[FUZZY_HASHES], int64_t now, int6
 	}
 	*id = sqlite3_last_insert_rowid(be->db);
 	pthread_rwlock_wrlock(&be->lock);
-	memory_append(be, h, *id, now, 1);
+	memory_append(be, h, *id, now);
 	pthread_rwlock_unlock(&be->lock);
 	pthread_mutex_unlock(&be->writer);
 	return 0;
@@ -501,6 +526,118 @@ static void sqlite_close(void *p)
 	sqlite_be_free(p);
 }
 
+static int read_data_version(struct sqlite_be *be, int64_t *out)
+{
+	sqlite3_stmt *st = be->stmts[FS_DATA_VERSION];
+	int rc = sqlite3_step(st);
+
+	if (rc == SQLITE_ROW)
+		*out = sqlite3_column_int64(st, 0);
+	sqlite3_reset(st);
+	return rc == SQLITE_ROW ? 0 : -1;
+}
+
+static uint32_t hits_of_column(sqlite3_int64 hits)
+{
+	return hits < 1 ? 1 : hits > UINT32_MAX ? UINT32_MAX : (uint32_t)hits;
+}
+
+/*
+ * Read every entry of the file into a new array (sorted by id, as the
+ * query asks), sized at first for about `expect`; rows whose hash blob
+ * has the wrong size are skipped with a warning. The caller holds
+ * `writer` or is opening. -1 on a database error, with nothing allocated.
+ */
+static int entries_read(struct sqlite_be *be, size_t expect, struct fz_entry **out, size_t *nout, size_t *capout)
+{
+	sqlite3_stmt *st = be->stmts[FS_LOAD];
+	size_t n = 0, cap = expect > 0 ? expect : 1, bad = 0;
+	struct fz_entry *entries = xreallocarray(NULL, cap, sizeof(*entries));
+	int rc;
+
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		const unsigned char *blob = sqlite3_column_blob(st, 1);
+		struct fz_entry *e;
+
+		if (blob == NULL || sqlite3_column_bytes(st, 1) != FUZZY_BLOB_LEN) {
+			bad++;
+			continue;
+		}
+		if (n == cap) {
+			cap *= 2;
+			entries = xreallocarray(entries, cap, sizeof(*entries));
+		}
+		e = &entries[n++];
+		decode_hashes(blob, e->h);
+		e->id = sqlite3_column_int64(st, 0);
+		e->hits = hits_of_column(sqlite3_column_int64(st, 2));
+		e->last_seen = sqlite3_column_int64(st, 3);
+		e->dead = false;
+	}
+	sqlite3_reset(st);
+	if (rc != SQLITE_DONE) {
+		free(entries);
+		return -1;
+	}
+	if (bad > 0)
+		log_warn("%s: %zu entries with a malformed hash ignored", be->path, bad);
+	*out = entries;
+	*nout = n;
+	*capout = cap;
+	return 0;
+}
+
+/*
+ * Read the file into memory. data_version is read first: a commit
+ * slipping in before the entries are read is then noticed again by the
+ * next refresh, which costs a reload, never a missed change. The caller
+ * holds `writer` or is opening.
+ */
+static int memory_load(struct sqlite_be *be)
+{
+	struct fz_entry *entries;
+	size_t n, cap;
+	int64_t version;
+
+	if (read_data_version(be, &version) < 0 || entries_read(be, be->n, &entries, &n, &cap) < 0)
+		return -1;
+	memory_install(be, entries, n, cap);
+	be->data_version = version;
+	return 0;
+}
+
+/*
+ * Take in what other writers committed. Holding `writer` throughout keeps
+ * our own changes out until the swap (they wait, lookups do not), so the
+ * copy read is exactly the file's.
+ */
+static int sqlite_refresh(void *p)
+{
+	struct sqlite_be *be = p;
+	int64_t version;
+
+	pthread_mutex_lock(&be->writer);
+	if (read_data_version(be, &version) < 0) {
+		log_error("%s: checking for other writers: %s", be->path, sqlite3_errmsg(be->db));
+		pthread_mutex_unlock(&be->writer);
+		return -1;
+	}
+	if (version == be->data_version) {
+		pthread_mutex_unlock(&be->writer);
+		return 0;
+	}
+	if (memory_load(be) < 0) {
+		log_error("%s: reloading entries (keeping those in memory): %s", be->path, sqlite3_errmsg(be->db));
+		pthread_mutex_unlock(&be->writer);
+		return -1;
+	}
+	/* Another process may have filled the file past our bound; what eviction fails to drop stays until the next add. */
+	if (be->n > FUZZY_MAX_ENTRIES)
+		evict_oldest(be);
+	pthread_mutex_unlock(&be->writer);
+	return 1;
+}
+
 static const struct fuzzy_store_ops sqlite_ops = {
 	.lookup = sqlite_lookup,
 	.add = sqlite_add,
@@ -508,39 +645,9 @@ static const struct fuzzy_store_ops sqlite_ops = {
 	.remove = sqlite_remove,
 	.expire = sqlite_expire,
 	.count = sqlite_count,
+	.refresh = sqlite_refresh,
 	.close = sqlite_close,
 };
-
-/* Read every entry into memory; rows whose hash blob has the wrong size are skipped with a warning. */
-static int sqlite_load(struct sqlite_be *be)
-{
-	sqlite3_stmt *st;
-	size_t bad = 0;
-	int rc;
-
-	if (sqlite3_prepare_v2(be->db, "SELECT id, h, hits, last_seen FROM entries ORDER BY id", -1, &st, NULL) !=
-	    SQLITE_OK)
-		return -1;
-	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-		const unsigned char *blob = sqlite3_column_blob(st, 1);
-		sqlite3_int64 hits = sqlite3_column_int64(st, 2);
-		uint64_t h[FUZZY_HASHES];
-
-		if (blob == NULL || sqlite3_column_bytes(st, 1) != FUZZY_BLOB_LEN) {
-			bad++;
-			continue;
-		}
-		decode_hashes(blob, h);
-		memory_append(be, h, sqlite3_column_int64(st, 0), sqlite3_column_int64(st, 3),
-			      hits < 1 ? 1 : hits > UINT32_MAX ? UINT32_MAX : (uint32_t)hits);
-	}
-	sqlite3_finalize(st);
-	if (rc != SQLITE_DONE)
-		return -1;
-	if (bad > 0)
-		log_warn("%s: %zu entries with a malformed hash ignored", be->path, bad);
-	return 0;
-}
 
 struct fuzzy_store *fuzzy_store_open_sqlite(const char *path, char *err, size_t errlen)
 {
@@ -569,7 +676,7 @@ struct fuzzy_store *fuzzy_store_open_sqlite(const char *path, char *err, size_t 
 			goto fail;
 		}
 	}
-	if (sqlite_load(be) < 0) {
+	if (memory_load(be) < 0) {
 		snprintf(err, errlen, "%s: reading entries: %s", path, sqlite3_errmsg(be->db));
 		goto fail;
 	}

@@ -37,6 +37,15 @@ struct fuzzy_store_ops {
 	long (*expire)(void *be, int64_t before);
 	/* Entries stored. */
 	long (*count)(void *be);
+	/*
+	 * Take in what other writers (another process on the same database,
+	 * such as `postern learn`) added, touched or removed since we last
+	 * read it: 1 when the entries were reloaded, 0 when there was nothing
+	 * new, -1 on error (logged; the entries held so far stay). May be NULL
+	 * for a backend that shares one copy and so never goes stale. Not
+	 * concurrently with close.
+	 */
+	int (*refresh)(void *be);
 	void (*close)(void *be);
 };
 
@@ -49,6 +58,13 @@ struct fuzzy_store {
  * The SQLite backend: every entry is kept in memory with a band index,
  * and written through to the database (WAL) so a restart keeps them.
  * NULL with err filled when the database cannot be opened or read.
+ *
+ * What another process writes reaches this copy through refresh: when
+ * SQLite's data_version says another connection committed since the last
+ * read (our own commits never move it), the file is read whole into new
+ * arrays and band tables while lookups go on (for a while two copies are
+ * held), and they are swapped in under the lock. Changes through this
+ * store wait for the read, so none is lost.
  */
 struct fuzzy_store *fuzzy_store_open_sqlite(const char *path, char *err, size_t errlen);
 void fuzzy_store_close(struct fuzzy_store *s);

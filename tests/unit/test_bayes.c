@@ -116,8 +116,8 @@ TEST(bayes_score_table)
 
 	CHECK_NEAR(bayes_score_of(0.999, &sym), 5.0);
 	CHECK_STR(sym, "BAYES_SPAM");
-	CHECK_NEAR(bayes_score_of(0.96, &sym), 4.5);
-	CHECK_NEAR(bayes_score_of(0.90, &sym), 4.0);
+	CHECK_NEAR(bayes_score_of(0.96, &sym), 5.0);
+	CHECK_NEAR(bayes_score_of(0.90, &sym), 4.5);
 	CHECK_NEAR(bayes_score_of(0.85, &sym), 3.0);
 	CHECK_NEAR(bayes_score_of(0.70, &sym), 2.0);
 	CHECK_STR(sym, "BAYES_SPAM");

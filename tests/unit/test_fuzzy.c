@@ -1,6 +1,8 @@
 #include "unit.h"
 
 #include <math.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -514,4 +516,159 @@ TEST(fuzzy_band_index_finds_near_duplicate)
 	CHECK_INT(s->ops->lookup(s->be, target, &match), 0);
 	CHECK_INT(match.id, target_id);
 	fuzzy_store_close(s);
+}
+
+/* Random signatures: unrelated to each other, so each is found only by itself. */
+static void random_signature(uint64_t *rng, uint64_t h[FUZZY_HASHES])
+{
+	for (unsigned j = 0; j < FUZZY_HASHES; j++)
+		h[j] = xorshift(rng);
+}
+
+static int64_t lookup_id(struct fuzzy_store *s, const uint64_t h[FUZZY_HASHES], uint32_t *hits)
+{
+	struct fuzzy_match match;
+
+	CHECK_INT(s->ops->lookup(s->be, h, &match), 0);
+	if (hits != NULL)
+		*hits = match.hits;
+	return match.agree == FUZZY_HASHES ? match.id : 0;
+}
+
+TEST(fuzzy_refresh_sees_other_writers)
+{
+	struct fuzzy_store *gw = open_store(), *cli = open_store();
+	uint64_t rng = 0x0badc0ffee0ddf00dULL, a[FUZZY_HASHES], b[FUZZY_HASHES], c[FUZZY_HASHES], d[FUZZY_HASHES];
+	int64_t id_a, id_b, id_c, id_d;
+	uint32_t hits;
+
+	random_signature(&rng, a);
+	random_signature(&rng, b);
+	random_signature(&rng, c);
+	random_signature(&rng, d);
+	CHECK_INT(gw->ops->refresh(gw->be), 0);
+
+	/* Our own writes never prompt a reload. */
+	CHECK_INT(gw->ops->add(gw->be, a, 1000, &id_a), 0);
+	CHECK_INT(gw->ops->touch(gw->be, id_a, 1500), 0);
+	CHECK_INT(gw->ops->refresh(gw->be), 0);
+
+	/* Another connection's add is seen after a refresh, once. */
+	CHECK_INT(cli->ops->add(cli->be, b, 2000, &id_b), 0);
+	CHECK(id_b > id_a);
+	CHECK_INT(lookup_id(gw, b, NULL), 0);
+	CHECK_INT(gw->ops->refresh(gw->be), 1);
+	CHECK_INT(lookup_id(gw, b, NULL), id_b);
+	CHECK_INT(lookup_id(gw, a, &hits), id_a);
+	CHECK_INT(hits, 2);
+	CHECK_INT(store_count(gw), 2);
+	CHECK_INT(gw->ops->refresh(gw->be), 0);
+
+	/* Its touch and its removal of entries it never had in memory. */
+	CHECK_INT(cli->ops->touch(cli->be, id_a, 3000), 0);
+	CHECK_INT(cli->ops->remove(cli->be, id_b), 0);
+	CHECK_INT(gw->ops->refresh(gw->be), 1);
+	CHECK_INT(lookup_id(gw, a, &hits), id_a);
+	CHECK_INT(hits, 3);
+	CHECK_INT(lookup_id(gw, b, NULL), 0);
+	CHECK_INT(store_count(gw), 1);
+
+	/* Adds on both sides before a refresh: ours keeps working, theirs arrives, ids stay ordered. */
+	CHECK_INT(cli->ops->add(cli->be, c, 4000, &id_c), 0);
+	CHECK_INT(gw->ops->add(gw->be, d, 4000, &id_d), 0);
+	CHECK(id_d > id_c);
+	CHECK_INT(lookup_id(gw, d, NULL), id_d);
+	CHECK_INT(gw->ops->refresh(gw->be), 1);
+	CHECK_INT(lookup_id(gw, c, NULL), id_c);
+	CHECK_INT(lookup_id(gw, d, NULL), id_d);
+	CHECK_INT(store_count(gw), 3);
+	CHECK_INT(gw->ops->remove(gw->be, id_d), 0);
+	CHECK_INT(gw->ops->refresh(gw->be), 0);
+	CHECK_INT(store_count(gw), 2);
+
+	/* And the other side sees ours the same way. */
+	CHECK_INT(cli->ops->refresh(cli->be), 1);
+	CHECK_INT(lookup_id(cli, a, NULL), id_a);
+	CHECK_INT(lookup_id(cli, d, NULL), 0);
+	CHECK_INT(store_count(cli), 2);
+	fuzzy_store_close(cli);
+	fuzzy_store_close(gw);
+}
+
+TEST(fuzzy_refresh_through_filter)
+{
+	struct fuzzy_options o;
+	struct fuzzy *gw, *cli;
+	struct engine_result r;
+	struct mime_message *m;
+
+	options_default(&o);
+	gw = fuzzy_new(open_store(), &o);
+	cli = fuzzy_new(open_store(), &o);
+	CHECK_INT(fuzzy_refresh(gw), 0);
+	m = lottery("John", 1234, "");
+	CHECK_INT(fuzzy_learn(cli, m), 1);
+	CHECK_INT(run_engine(gw, m, &r), 0);
+	CHECK_INT(fuzzy_refresh(gw), 1);
+	CHECK_INT(run_engine(gw, m, &r), 1);
+	CHECK_STR(r.symbol, "FUZZY_SPAM");
+	CHECK_INT(fuzzy_refresh(gw), 0);
+
+	/* `learn ham` drops it on the other side; after a refresh the gateway no longer matches. */
+	CHECK_INT(fuzzy_forget(cli, m), 1);
+	CHECK_INT(fuzzy_refresh(gw), 1);
+	CHECK_INT(run_engine(gw, m, &r), 0);
+	mime_message_free(m);
+	fuzzy_free(cli);
+	fuzzy_free(gw);
+}
+
+struct lookup_worker {
+	struct fuzzy_store *s;
+	uint64_t h[FUZZY_HASHES];
+	int64_t id;
+	atomic_bool stop;
+	unsigned long misses;
+};
+
+/* Looks the one entry present throughout up until told to stop: a refresh must never hide it. */
+static void *lookup_loop(void *arg)
+{
+	struct lookup_worker *w = arg;
+	struct fuzzy_match match;
+
+	while (!atomic_load(&w->stop)) {
+		if (w->s->ops->lookup(w->s->be, w->h, &match) != 0 || match.id != w->id)
+			w->misses++;
+	}
+	return NULL;
+}
+
+TEST(fuzzy_refresh_concurrent_with_lookups)
+{
+	struct fuzzy_store *gw = open_store(), *cli = open_store();
+	struct lookup_worker w = { .s = gw };
+	uint64_t rng = 0x5eed5eed5eed5eedULL, h[FUZZY_HASHES];
+	pthread_t t;
+	int64_t id;
+	int reloads = 0;
+
+	random_signature(&rng, w.h);
+	CHECK_INT(gw->ops->add(gw->be, w.h, 1000, &w.id), 0);
+	atomic_init(&w.stop, false);
+	CHECK_INT(pthread_create(&t, NULL, lookup_loop, &w), 0);
+	for (int i = 0; i < 200; i++) {
+		random_signature(&rng, h);
+		CHECK_INT(cli->ops->add(cli->be, h, 2000 + i, &id), 0);
+		random_signature(&rng, h);
+		CHECK_INT(gw->ops->add(gw->be, h, 2000 + i, &id), 0);
+		reloads += gw->ops->refresh(gw->be);
+	}
+	atomic_store(&w.stop, true);
+	pthread_join(t, NULL);
+	CHECK_INT(reloads, 200);
+	CHECK_INT(w.misses, 0);
+	CHECK_INT(store_count(gw), 401);
+	fuzzy_store_close(cli);
+	fuzzy_store_close(gw);
 }

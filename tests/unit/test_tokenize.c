@@ -59,14 +59,17 @@ TEST(tokenize_words_and_osb_pairs)
 	CHECK(has(&t, "viagra"));
 	CHECK(has(&t, "buy~cheap"));
 	CHECK(has(&t, "buy~~viagra"));
-	CHECK(has(&t, "buy~~~now"));
-	CHECK(has(&t, "buy~~~~today"));
-	CHECK(has(&t, "cheap~~~~"  "today") == false);   /* cheap is 3 words before today */
-	CHECK(has(&t, "cheap~~~today"));
+	CHECK(!has(&t, "buy~~~now"));                     /* beyond the window of 3 */
+	CHECK(has(&t, "viagra~~today"));
+	CHECK(has(&t, "now~today"));
+	/* The capital word and the exclamation mark's shape have tokens of their own. */
+	CHECK(has(&t, "C:CHEAP"));
+	CHECK(!has(&t, "C:Buy"));
 	CHECK(has(&t, "s:cheap"));
 	CHECK(has(&t, "s:pills"));
 	CHECK(has(&t, "s:cheap~pills"));
 	CHECK(!has(&t, "Buy"));
+	CHECK(!has(&t, "p:!!"));
 	/* OSB pairs never cross from the subject into the body. */
 	CHECK(!has(&t, "pills~buy"));
 	CHECK(!has(&t, "s:pills~buy"));
@@ -236,4 +239,30 @@ TEST(tokenize_raw_headers_unfolded)
 	CHECK(token_hash("abc", 3) == token_hash("abc", 3));
 	CHECK(token_hash("abc", 3) != token_hash("abd", 3));
 	CHECK(token_hash("", 0) != 0);
+}
+
+TEST(tokenize_markup_url_paths_and_shapes)
+{
+	struct tokens t;
+
+	tokenize_text("From: a@example.org\r\nSubject: ACT NOW!!!\r\nContent-Type: text/html\r\n\r\n"
+		      "<html><body><font color=\"red\" size=+2>FREE offer</font><!-- x -->"
+		      "<a href=\"http://offers.example.net/remove.cgi?list=weekly\">Click!!</a></body></html>\r\n",
+		      0, &t);
+	CHECK(has(&t, "t:font"));
+	CHECK(has(&t, "t:font.color"));
+	CHECK(has(&t, "t:font.size"));
+	CHECK(has(&t, "t:comment"));
+	CHECK(has(&t, "t:a.href"));
+	CHECK(!has(&t, "t:red"));                          /* a quoted value is not an attribute */
+	CHECK(has(&t, "u:offers.example.net"));
+	CHECK(has(&t, "u:p:remove"));
+	CHECK(has(&t, "u:p:cgi"));
+	CHECK(has(&t, "u:p:weekly"));
+	CHECK(has(&t, "C:FREE"));
+	CHECK(has(&t, "s:C:ACT"));
+	CHECK(has(&t, "s:C:NOW"));
+	CHECK(has(&t, "s:p:!!!"));
+	CHECK(has(&t, "p:!!"));
+	strbuf_free(&t.sb);
 }
