@@ -40,6 +40,7 @@
 
 #define LOG_MODULE "bayes"
 #include "core/log.h"
+#include "store/sqlite_open.h"
 
 #define BAYES_BUSY_MS 5000            /* wait this long for another process's write lock */
 #define BAYES_FLUSH_TOKENS 50000      /* changed tokens that trigger a write */
@@ -88,6 +89,14 @@ static const char *const bayes_sql[BS_NSTMTS] = {
 	[BS_SEEN_DEL] = "DELETE FROM seen WHERE digest = ?1",
 	[BS_EXPIRE] = "DELETE FROM tokens WHERE day < ?1 AND spam + ham <= ?2",
 	[BS_DATA_VERSION] = "PRAGMA data_version",
+};
+
+static const struct store_sqlite_spec bayes_spec = {
+	.what = NULL,
+	.schema = bayes_schema,
+	.sql = bayes_sql,
+	.nsql = BS_NSTMTS,
+	.busy_ms = BAYES_BUSY_MS,
 };
 
 /* The read-only connection's statements: one snapshot of the file, read by a load. */
@@ -763,29 +772,13 @@ struct bayes_store *bayes_store_open_sqlite(const char *path, char *err, size_t 
 {
 	struct sqlite_be *be = xcalloc(1, sizeof(*be));
 	struct bayes_store *s;
-	char *msg = NULL;
 
 	be->path = xstrdup(path);
 	table_init(&be->tokens, 0);
 	pthread_rwlock_init(&be->lock, NULL);
 	pthread_mutex_init(&be->writer, NULL);
-	if (sqlite3_open_v2(path, &be->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
-			    NULL) != SQLITE_OK) {
-		snprintf(err, errlen, "%s: %s", path, be->db != NULL ? sqlite3_errmsg(be->db) : "out of memory");
+	if (store_sqlite_open(path, &bayes_spec, &be->db, be->stmts, err, errlen) < 0)
 		goto fail;
-	}
-	sqlite3_busy_timeout(be->db, BAYES_BUSY_MS);
-	if (sqlite3_exec(be->db, bayes_schema, NULL, NULL, &msg) != SQLITE_OK) {
-		snprintf(err, errlen, "%s: %s", path, msg != NULL ? msg : sqlite3_errmsg(be->db));
-		sqlite3_free(msg);
-		goto fail;
-	}
-	for (int i = 0; i < BS_NSTMTS; i++) {
-		if (sqlite3_prepare_v2(be->db, bayes_sql[i], -1, &be->stmts[i], NULL) != SQLITE_OK) {
-			snprintf(err, errlen, "%s: %s", path, sqlite3_errmsg(be->db));
-			goto fail;
-		}
-	}
 	if (open_reader(be, err, errlen) < 0 || sqlite_load(be, err, errlen) < 0)
 		goto fail;
 	s = xmalloc(sizeof(*s));

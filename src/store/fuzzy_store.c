@@ -38,6 +38,7 @@
 
 #define LOG_MODULE "fuzzy"
 #include "core/log.h"
+#include "store/sqlite_open.h"
 
 #define FUZZY_BUSY_MS 5000              /* wait this long for another process's write lock */
 #define FUZZY_MAX_ENTRIES 1000000       /* memory bound: about 400 bytes an entry with the index */
@@ -77,6 +78,14 @@ static const char *const fuzzy_sql[FS_NSTMTS] = {
 	[FS_EXPIRE] = "DELETE FROM entries WHERE last_seen < ?1",
 	[FS_LOAD] = "SELECT id, h, hits, last_seen FROM entries ORDER BY id",
 	[FS_DATA_VERSION] = "PRAGMA data_version",
+};
+
+static const struct store_sqlite_spec fuzzy_spec = {
+	.what = NULL,
+	.schema = fuzzy_schema,
+	.sql = fuzzy_sql,
+	.nsql = FS_NSTMTS,
+	.busy_ms = FUZZY_BUSY_MS,
 };
 
 struct fz_entry {
@@ -653,29 +662,13 @@ struct fuzzy_store *fuzzy_store_open_sqlite(const char *path, char *err, size_t 
 {
 	struct sqlite_be *be = xcalloc(1, sizeof(*be));
 	struct fuzzy_store *s;
-	char *msg = NULL;
 
 	be->path = xstrdup(path);
 	bands_build(be->bands, NULL, 0);
 	pthread_rwlock_init(&be->lock, NULL);
 	pthread_mutex_init(&be->writer, NULL);
-	if (sqlite3_open_v2(path, &be->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
-			    NULL) != SQLITE_OK) {
-		snprintf(err, errlen, "%s: %s", path, be->db != NULL ? sqlite3_errmsg(be->db) : "out of memory");
+	if (store_sqlite_open(path, &fuzzy_spec, &be->db, be->stmts, err, errlen) < 0)
 		goto fail;
-	}
-	sqlite3_busy_timeout(be->db, FUZZY_BUSY_MS);
-	if (sqlite3_exec(be->db, fuzzy_schema, NULL, NULL, &msg) != SQLITE_OK) {
-		snprintf(err, errlen, "%s: %s", path, msg != NULL ? msg : sqlite3_errmsg(be->db));
-		sqlite3_free(msg);
-		goto fail;
-	}
-	for (int i = 0; i < FS_NSTMTS; i++) {
-		if (sqlite3_prepare_v2(be->db, fuzzy_sql[i], -1, &be->stmts[i], NULL) != SQLITE_OK) {
-			snprintf(err, errlen, "%s: %s", path, sqlite3_errmsg(be->db));
-			goto fail;
-		}
-	}
 	if (memory_load(be) < 0) {
 		snprintf(err, errlen, "%s: reading entries: %s", path, sqlite3_errmsg(be->db));
 		goto fail;

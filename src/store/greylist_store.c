@@ -23,6 +23,7 @@
 
 #define LOG_MODULE "greylist"
 #include "core/log.h"
+#include "store/sqlite_open.h"
 
 #define GREYLIST_BUSY_MS 50              /* wait for another process's lock, then fail open */
 #define GREYLIST_EXPIRE_INTERVAL 300     /* seconds between expiry runs */
@@ -84,6 +85,14 @@ static const char *const greylist_sql[GL_NSTMTS] = {
 			    " (SELECT network, hour FROM rates WHERE hour < ?1 LIMIT ?2)",
 };
 
+static const struct store_sqlite_spec greylist_spec = {
+	.what = "greylist database",
+	.schema = greylist_schema,
+	.sql = greylist_sql,
+	.nsql = GL_NSTMTS,
+	.busy_ms = GREYLIST_BUSY_MS,
+};
+
 struct greylist {
 	int refcount;
 	char *path;
@@ -111,31 +120,12 @@ static void greylist_close(struct greylist *g)
 struct greylist *greylist_open(const char *path, char *err, size_t errlen)
 {
 	struct greylist *g = xcalloc(1, sizeof(*g));
-	char *msg = NULL;
 
 	g->refcount = 1;
 	g->path = xstrdup(path);
-	if (sqlite3_open_v2(path, &g->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
-			    NULL) != SQLITE_OK) {
-		snprintf(err, errlen, "greylist database %s: %s", path,
-			 g->db ? sqlite3_errmsg(g->db) : "out of memory");
+	if (store_sqlite_open(path, &greylist_spec, &g->db, g->stmts, err, errlen) < 0) {
 		greylist_close(g);
 		return NULL;
-	}
-	sqlite3_busy_timeout(g->db, GREYLIST_BUSY_MS);
-	if (sqlite3_exec(g->db, greylist_schema, NULL, NULL, &msg) != SQLITE_OK) {
-		snprintf(err, errlen, "greylist database %s: %s", path, msg ? msg : sqlite3_errmsg(g->db));
-		sqlite3_free(msg);
-		greylist_close(g);
-		return NULL;
-	}
-	for (size_t i = 0; i < GL_NSTMTS; i++) {
-		if (sqlite3_prepare_v3(g->db, greylist_sql[i], -1, SQLITE_PREPARE_PERSISTENT, &g->stmts[i],
-				       NULL) != SQLITE_OK) {
-			snprintf(err, errlen, "greylist database %s: %s", path, sqlite3_errmsg(g->db));
-			greylist_close(g);
-			return NULL;
-		}
 	}
 	return g;
 }

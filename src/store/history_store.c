@@ -32,6 +32,7 @@
 
 #define LOG_MODULE "history"
 #include "core/log.h"
+#include "store/sqlite_open.h"
 
 #define HISTORY_BUSY_MS 5000          /* wait this long for another process's write lock */
 #define HISTORY_FLUSH_KEYS 1000       /* changed keys that trigger a write */
@@ -66,6 +67,14 @@ static const char *const history_sql[HS_NSTMTS] = {
 	[HS_PUT] = ("INSERT INTO senders (key, ham, spam, as_of) VALUES (?1, ?2, ?3, ?4)"
 		    " ON CONFLICT (key) DO UPDATE SET ham = excluded.ham, spam = excluded.spam, as_of = excluded.as_of"),
 	[HS_EXPIRE] = "DELETE FROM senders WHERE as_of < ?1",
+};
+
+static const struct store_sqlite_spec history_spec = {
+	.what = NULL,
+	.schema = history_schema,
+	.sql = history_sql,
+	.nsql = HS_NSTMTS,
+	.busy_ms = HISTORY_BUSY_MS,
 };
 
 /* One cached key: its counts as last known, and the messages not yet written. */
@@ -448,7 +457,6 @@ struct history_store *history_store_open_sqlite(const char *path, char *err, siz
 {
 	struct sqlite_be *be = xcalloc(1, sizeof(*be));
 	struct history_store *s;
-	char *msg = NULL;
 
 	if (sodium_init() < 0)
 		panic("sodium_init failed");
@@ -457,23 +465,8 @@ struct history_store *history_store_open_sqlite(const char *path, char *err, siz
 	be->cap = HISTORY_TABLE_MIN;
 	be->table = xcalloc(be->cap, sizeof(*be->table));
 	pthread_mutex_init(&be->lock, NULL);
-	if (sqlite3_open_v2(path, &be->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
-			    NULL) != SQLITE_OK) {
-		snprintf(err, errlen, "%s: %s", path, be->db != NULL ? sqlite3_errmsg(be->db) : "out of memory");
+	if (store_sqlite_open(path, &history_spec, &be->db, be->stmts, err, errlen) < 0)
 		goto fail;
-	}
-	sqlite3_busy_timeout(be->db, HISTORY_BUSY_MS);
-	if (sqlite3_exec(be->db, history_schema, NULL, NULL, &msg) != SQLITE_OK) {
-		snprintf(err, errlen, "%s: %s", path, msg != NULL ? msg : sqlite3_errmsg(be->db));
-		sqlite3_free(msg);
-		goto fail;
-	}
-	for (int i = 0; i < HS_NSTMTS; i++) {
-		if (sqlite3_prepare_v2(be->db, history_sql[i], -1, &be->stmts[i], NULL) != SQLITE_OK) {
-			snprintf(err, errlen, "%s: %s", path, sqlite3_errmsg(be->db));
-			goto fail;
-		}
-	}
 	s = xmalloc(sizeof(*s));
 	s->ops = &sqlite_ops;
 	s->be = be;

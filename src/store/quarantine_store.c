@@ -20,6 +20,7 @@
 
 #define LOG_MODULE "quarantine"
 #include "core/log.h"
+#include "store/sqlite_open.h"
 
 #define QUARANTINE_BUSY_MS 200           /* wait for another process's lock (the CLI never writes) */
 
@@ -68,6 +69,14 @@ static const char *const quarantine_sql[QS_NSTMTS] = {
 	[QS_COUNT] = "SELECT state, count(*) FROM messages GROUP BY state",
 };
 
+static const struct store_sqlite_spec quarantine_spec = {
+	.what = "quarantine database",
+	.schema = quarantine_schema,
+	.sql = quarantine_sql,
+	.nsql = QS_NSTMTS,
+	.busy_ms = QUARANTINE_BUSY_MS,
+};
+
 struct quarantine_store {
 	char *path;
 	sqlite3 *db;
@@ -90,28 +99,10 @@ void quarantine_store_close(struct quarantine_store *qs)
 struct quarantine_store *quarantine_store_open(const char *path, char *err, size_t errlen)
 {
 	struct quarantine_store *qs = xcalloc(1, sizeof(*qs));
-	char *msg = NULL;
 
 	qs->path = xstrdup(path);
-	if (sqlite3_open_v2(path, &qs->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
-			    NULL) != SQLITE_OK) {
-		snprintf(err, errlen, "quarantine database %s: %s", path,
-			 qs->db ? sqlite3_errmsg(qs->db) : "out of memory");
+	if (store_sqlite_open(path, &quarantine_spec, &qs->db, qs->stmts, err, errlen) < 0)
 		goto fail;
-	}
-	sqlite3_busy_timeout(qs->db, QUARANTINE_BUSY_MS);
-	if (sqlite3_exec(qs->db, quarantine_schema, NULL, NULL, &msg) != SQLITE_OK) {
-		snprintf(err, errlen, "quarantine database %s: %s", path, msg ? msg : sqlite3_errmsg(qs->db));
-		sqlite3_free(msg);
-		goto fail;
-	}
-	for (size_t i = 0; i < QS_NSTMTS; i++) {
-		if (sqlite3_prepare_v3(qs->db, quarantine_sql[i], -1, SQLITE_PREPARE_PERSISTENT,
-				       &qs->stmts[i], NULL) != SQLITE_OK) {
-			snprintf(err, errlen, "quarantine database %s: %s", path, sqlite3_errmsg(qs->db));
-			goto fail;
-		}
-	}
 	return qs;
 fail:
 	quarantine_store_close(qs);
