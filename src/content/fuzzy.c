@@ -18,6 +18,7 @@
 #include "content/mime.h"
 #include "content/pipeline.h"
 #include "core/alloc.h"
+#include "core/hash.h"
 
 #define LOG_MODULE "fuzzy"
 #include "core/log.h"
@@ -37,17 +38,6 @@ struct fuzzy {
 	pthread_mutex_t learn_lock;     /* one lookup-then-add at a time; guards last_expire */
 	time_t last_expire;
 };
-
-/* splitmix64's finalizer: every input bit reaches every output bit. */
-static uint64_t mix64(uint64_t x)
-{
-	x ^= x >> 30;
-	x *= 0xbf58476d1ce4e5b9ULL;
-	x ^= x >> 27;
-	x *= 0x94d049bb133111ebULL;
-	x ^= x >> 31;
-	return x;
-}
 
 /* How a code point takes part in words. */
 enum char_class {
@@ -135,7 +125,7 @@ static void word_byte(struct word_list *w, unsigned char c)
 static void word_end(struct word_list *w)
 {
 	if (w->cur_len > 0 && w->cur_len <= FUZZY_MAX_WORD && !w->cur_digits && w->n < FUZZY_MAX_WORDS)
-		w->h[w->n++] = mix64(w->cur);
+		w->h[w->n++] = hash_mix64(w->cur);
 	w->cur_len = 0;
 }
 
@@ -253,7 +243,7 @@ static uint64_t shingle_hash(const uint64_t *w)
 	uint64_t s = 0x9e3779b97f4a7c15ULL;
 
 	for (size_t i = 0; i < FUZZY_SHINGLE_WORDS; i++)
-		s = mix64(s ^ w[i]);
+		s = hash_mix64(s ^ w[i]);
 	return s;
 }
 
@@ -262,14 +252,14 @@ static void minhash(const uint64_t *words, size_t n, uint64_t out[FUZZY_HASHES])
 	uint64_t seeds[FUZZY_HASHES];
 
 	for (unsigned i = 0; i < FUZZY_HASHES; i++) {
-		seeds[i] = mix64(0x6a09e667f3bcc909ULL + i);
+		seeds[i] = hash_mix64(0x6a09e667f3bcc909ULL + i);
 		out[i] = UINT64_MAX;
 	}
 	for (size_t i = 0; i + FUZZY_SHINGLE_WORDS <= n; i++) {
 		uint64_t s = shingle_hash(words + i);
 
 		for (unsigned j = 0; j < FUZZY_HASHES; j++) {
-			uint64_t v = mix64(s ^ seeds[j]);
+			uint64_t v = hash_mix64(s ^ seeds[j]);
 
 			if (v < out[j])
 				out[j] = v;

@@ -16,6 +16,7 @@
 #include "content/html.h"
 #include "content/mime.h"
 #include "core/alloc.h"
+#include "core/hash.h"
 
 #define OSB_HISTORY (TOKENIZE_OSB_WINDOW - 1)
 #define WORD_BUF (TOKENIZE_WORD_MAX + 8)     /* a word plus one UTF-8 sequence of slack */
@@ -671,12 +672,8 @@ uint64_t token_hash(const char *token, size_t len)
 		h ^= (unsigned char)token[i];
 		h *= 0x100000001b3ULL;
 	}
-	/* splitmix64's finaliser: FNV's low bits alone are weak for an open-addressed table. */
-	h ^= h >> 30;
-	h *= 0xbf58476d1ce4e5b9ULL;
-	h ^= h >> 27;
-	h *= 0x94d049bb133111ebULL;
-	h ^= h >> 31;
+	/* FNV's low bits alone are weak for an open-addressed table. */
+	h = hash_mix64(h);
 	return h != 0 ? h : 1;
 }
 

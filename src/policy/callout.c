@@ -12,7 +12,6 @@
 #include <event2/bufferevent.h>
 #include <event2/event.h>
 #include <netinet/in.h>
-#include <sodium.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -21,6 +20,7 @@
 #include <sys/socket.h>
 
 #include "core/alloc.h"
+#include "core/hash.h"
 #include "dns/dns.h"
 #include "smtp/smtp_client.h"
 
@@ -48,7 +48,7 @@ struct callout_cache {
 	struct callout_entry *newest, *oldest;
 	callout_clock_fn clock;
 	void *clock_arg;
-	unsigned char secret[crypto_shorthash_KEYBYTES];
+	struct hash_key secret;
 };
 
 static time_t callout_cache_now(const struct callout_cache *c)
@@ -60,8 +60,6 @@ struct callout_cache *callout_cache_new(size_t max_entries, callout_clock_fn clo
 {
 	struct callout_cache *c = xcalloc(1, sizeof(*c));
 
-	if (sodium_init() < 0)
-		panic("sodium_init failed");
 	c->max = max_entries > 0 ? max_entries : 1;
 	c->nslots = 16;
 	while (c->nslots < c->max && c->nslots < ((size_t)1 << 30))
@@ -69,7 +67,7 @@ struct callout_cache *callout_cache_new(size_t max_entries, callout_clock_fn clo
 	c->slots = xcalloc(c->nslots, sizeof(*c->slots));
 	c->clock = clock;
 	c->clock_arg = clock_arg;
-	randombytes_buf(c->secret, sizeof(c->secret));
+	hash_key_init(&c->secret);
 	return c;
 }
 
@@ -109,12 +107,7 @@ static bool callout_key(const char *rcpt, char *key, size_t keylen)
 
 static uint64_t callout_hash(const struct callout_cache *c, const char *key)
 {
-	unsigned char out[crypto_shorthash_BYTES];
-	uint64_t h;
-
-	crypto_shorthash(out, (const unsigned char *)key, strlen(key), c->secret);
-	memcpy(&h, out, sizeof(h));
-	return h;
+	return hash_keyed(&c->secret, key, strlen(key));
 }
 
 static void callout_cache_unlink(struct callout_cache *c, struct callout_entry *e)

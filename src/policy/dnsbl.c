@@ -18,12 +18,12 @@
 #include <event2/event.h>
 #include <limits.h>
 #include <netinet/in.h>
-#include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "core/alloc.h"
+#include "core/hash.h"
 #include "dns/dns.h"
 
 #define LOG_MODULE "dnsbl"
@@ -53,7 +53,7 @@ struct dnsbl {
 	size_t nslots;                  /* a power of two */
 	size_t ncached;
 	struct dnsbl_cache_entry *newest, *oldest;
-	unsigned char secret[crypto_shorthash_KEYBYTES];
+	struct hash_key secret;
 	struct dnsbl_check *checks;     /* in flight */
 };
 
@@ -92,12 +92,7 @@ static time_t dnsbl_now(const struct dnsbl *d)
 
 static uint64_t dnsbl_hash(const struct dnsbl *d, const char *name)
 {
-	unsigned char out[crypto_shorthash_BYTES];
-	uint64_t h;
-
-	crypto_shorthash(out, (const unsigned char *)name, strlen(name), d->secret);
-	memcpy(&h, out, sizeof(h));
-	return h;
+	return hash_keyed(&d->secret, name, strlen(name));
 }
 
 static void dnsbl_cache_unlink(struct dnsbl *d, struct dnsbl_cache_entry *e)
@@ -190,8 +185,6 @@ struct dnsbl *dnsbl_new(struct event_base *base, struct dns_resolver *resolver,
 {
 	struct dnsbl *d = xcalloc(1, sizeof(*d));
 
-	if (sodium_init() < 0)
-		panic("libsodium failed to initialize");
 	d->base = base;
 	d->resolver = resolver;
 	if (opts != NULL) {
@@ -209,7 +202,7 @@ struct dnsbl *dnsbl_new(struct event_base *base, struct dns_resolver *resolver,
 			d->nslots *= 2;
 		d->slots = xcalloc(d->nslots, sizeof(*d->slots));
 	}
-	randombytes_buf(d->secret, sizeof(d->secret));
+	hash_key_init(&d->secret);
 	return d;
 }
 

@@ -8,13 +8,13 @@
 #include "policy/ratelimit.h"
 
 #include <limits.h>
-#include <sodium.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "core/alloc.h"
+#include "core/hash.h"
 
 #define LOG_MODULE "ratelimit"
 #include "core/log.h"
@@ -41,7 +41,7 @@ struct rl_table {
 	size_t n;
 	size_t max;
 	struct rl_entry *newest, *oldest;
-	unsigned char secret[crypto_shorthash_KEYBYTES];
+	struct hash_key secret;
 };
 
 struct ratelimit {
@@ -61,13 +61,11 @@ struct ratelimit_conc {
 
 static void rl_table_init(struct rl_table *t, size_t max)
 {
-	if (sodium_init() < 0)
-		panic("libsodium failed to initialize");
 	memset(t, 0, sizeof(*t));
 	t->nslots = RL_INITIAL_SLOTS;
 	t->slots = xcalloc(t->nslots, sizeof(*t->slots));
 	t->max = max;
-	randombytes_buf(t->secret, sizeof(t->secret));
+	hash_key_init(&t->secret);
 }
 
 static void rl_table_destroy(struct rl_table *t)
@@ -88,12 +86,7 @@ static size_t rl_key_len(const char *key)
 
 static uint64_t rl_hash(const struct rl_table *t, const char *key, size_t len)
 {
-	unsigned char out[crypto_shorthash_BYTES];
-	uint64_t h;
-
-	crypto_shorthash(out, (const unsigned char *)key, len, t->secret);
-	memcpy(&h, out, sizeof(h));
-	return h;
+	return hash_keyed(&t->secret, key, len);
 }
 
 static struct rl_entry *rl_lookup(const struct rl_table *t, const char *key, size_t len,

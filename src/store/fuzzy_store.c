@@ -35,6 +35,7 @@
 #include <string.h>
 
 #include "core/alloc.h"
+#include "core/hash.h"
 
 #define LOG_MODULE "fuzzy"
 #include "core/log.h"
@@ -120,30 +121,19 @@ struct sqlite_be {
 	int64_t data_version;           /* of db when the entries were last read */
 };
 
-/* splitmix64's finalizer: every input bit reaches every output bit. */
-static uint64_t mix64(uint64_t x)
-{
-	x ^= x >> 30;
-	x *= 0xbf58476d1ce4e5b9ULL;
-	x ^= x >> 27;
-	x *= 0x94d049bb133111ebULL;
-	x ^= x >> 31;
-	return x;
-}
-
 /* The hash of band b of h: equal whenever all its values are equal. */
 static uint32_t band_key(const uint64_t h[FUZZY_HASHES], unsigned b)
 {
 	uint64_t k = 0x9e3779b97f4a7c15ULL * (b + 1);
 
 	for (unsigned j = 0; j < FUZZY_BAND_VALUES; j++)
-		k = mix64(k ^ h[b * FUZZY_BAND_VALUES + j]);
+		k = hash_mix64(k ^ h[b * FUZZY_BAND_VALUES + j]);
 	return (uint32_t)(k >> 32);
 }
 
 static void band_insert(struct band_table *t, uint32_t key, uint32_t ref)
 {
-	size_t mask = t->cap - 1, i = mix64(key) & mask;
+	size_t mask = t->cap - 1, i = hash_mix64(key) & mask;
 
 	while (t->slots[i].ref != 0)
 		i = (i + 1) & mask;
@@ -259,7 +249,7 @@ static int sqlite_lookup(void *p, const uint64_t h[FUZZY_HASHES], struct fuzzy_m
 		uint32_t key = band_key(h, b);
 		size_t mask = t->cap - 1;
 
-		for (size_t i = mix64(key) & mask; t->slots[i].ref != 0; i = (i + 1) & mask) {
+		for (size_t i = hash_mix64(key) & mask; t->slots[i].ref != 0; i = (i + 1) & mask) {
 			const struct fz_entry *e;
 			unsigned agree;
 

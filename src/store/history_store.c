@@ -20,7 +20,6 @@
 
 #include <math.h>
 #include <pthread.h>
-#include <sodium.h>
 #include <sqlite3.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -29,6 +28,7 @@
 #include <time.h>
 
 #include "core/alloc.h"
+#include "core/hash.h"
 
 #define LOG_MODULE "history"
 #include "core/log.h"
@@ -91,7 +91,7 @@ struct sqlite_be {
 	sqlite3 *db;
 	sqlite3_stmt *stmts[HS_NSTMTS];
 	char *path;
-	unsigned char secret[crypto_shorthash_KEYBYTES];
+	struct hash_key secret;
 	pthread_mutex_t lock;
 	struct hist_entry **table;     /* open addressing, NULL: empty slot */
 	size_t cap;                    /* power of two */
@@ -121,12 +121,7 @@ void history_counts_decay(struct history_counts *c, int64_t now, uint32_t half_l
 /* Keyed (SipHash): senders choose their addresses, so they must not be able to cluster the table. */
 static uint64_t key_hash(const struct sqlite_be *be, const char *key)
 {
-	unsigned char out[crypto_shorthash_BYTES];
-	uint64_t h;
-
-	crypto_shorthash(out, (const unsigned char *)key, strlen(key), be->secret);
-	memcpy(&h, out, sizeof(h));
-	return h;
+	return hash_keyed(&be->secret, key, strlen(key));
 }
 
 static struct hist_entry **table_slot(struct hist_entry **table, size_t cap, uint64_t hash, const char *key)
@@ -458,9 +453,7 @@ struct history_store *history_store_open_sqlite(const char *path, char *err, siz
 	struct sqlite_be *be = xcalloc(1, sizeof(*be));
 	struct history_store *s;
 
-	if (sodium_init() < 0)
-		panic("sodium_init failed");
-	randombytes_buf(be->secret, sizeof(be->secret));
+	hash_key_init(&be->secret);
 	be->path = xstrdup(path);
 	be->cap = HISTORY_TABLE_MIN;
 	be->table = xcalloc(be->cap, sizeof(*be->table));
