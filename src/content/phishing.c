@@ -11,6 +11,7 @@
 #include "content/phishing.h"
 
 #include <arpa/inet.h>
+#include <ctype.h>
 #include <libpsl.h>
 #include <stdarg.h>
 #include <stdint.h>
@@ -31,6 +32,7 @@
 #define SHOWN_URL_MAX 120        /* bytes of a URL named in a reason */
 #define SHORT_BRAND   7          /* brand labels shorter than this are often one edit from a word */
 #define MIN_EDIT_BRAND 5         /* brand labels shorter than this get no one-edit matching */
+#define INPUT_TAG_SCAN 512       /* bytes of one <input> tag looked at */
 
 const char *const phishing_default_brands[] = {
 	"paypal.com", "apple.com", "icloud.com", "microsoft.com", "office.com", "office365.com",
@@ -95,13 +97,14 @@ enum phish_symbol {
 	SYM_LOOKALIKE,
 	SYM_SHORTENER,
 	SYM_FORM,
+	SYM_FORM_SECRETS,
 	SYM_USERINFO,
 	SYM_COUNT,
 };
 
 static const char *const symbol_names[SYM_COUNT] = {
 	"PHISH_TEXT_MISMATCH", "PHISH_IP_LINK", "PHISH_LOOKALIKE",
-	"PHISH_SHORTENER", "PHISH_FORM", "PHISH_USERINFO",
+	"PHISH_SHORTENER", "PHISH_FORM", "PHISH_FORM_SECRETS", "PHISH_USERINFO",
 };
 
 /* A host name as lookalikes are judged: its registrable domain and their skeletons. */
@@ -1082,6 +1085,51 @@ static bool html_has_form(const char *html, size_t len)
 	return false;
 }
 
+/* Whether an attribute value of one tag (bounded by its '>') names a secret a form should never ask by mail. */
+static bool input_asks_secret(const char *tag, size_t len)
+{
+	static const char *const secrets[] = { "password", "passwd", "pwd", "pin", "ssn", "cvv", "cvc",
+					       "cardnumber", "card_number", "ccnum", "expiry", "expiration", "exp_date" };
+	char lower[INPUT_TAG_SCAN + 1];
+
+	for (size_t i = 0; i < len; i++)
+		lower[i] = (char)tolower((unsigned char)tag[i]);
+	lower[len] = '\0';
+	for (size_t i = 0; i < sizeof(secrets) / sizeof(secrets[0]); i++) {
+		const char *hit = strstr(lower, secrets[i]);
+
+		/* Whole values only: "pin" in "spinner" or "shipping" is not a PIN. */
+		while (hit != NULL) {
+			char before = hit > lower ? hit[-1] : ' ', after = hit[strlen(secrets[i])];
+
+			if (!isalnum((unsigned char)before) && !isalnum((unsigned char)after))
+				return true;
+			hit = strstr(hit + 1, secrets[i]);
+		}
+	}
+	return false;
+}
+
+/*
+ * An <input> asking for a password, a PIN or card data: what a form in
+ * mail is for when it phishes. A subscribe or search form asks none.
+ */
+static bool html_form_asks_secrets(const char *html, size_t len)
+{
+	for (size_t i = 0; i + 6 <= len; i++) {
+		size_t end;
+
+		if (html[i] != '<' || strncasecmp(html + i + 1, "input", 5) != 0)
+			continue;
+		for (end = i + 6; end < len && end - i < INPUT_TAG_SCAN && html[end] != '>'; end++)
+			;
+		if (input_asks_secret(html + i + 6, end - i - 6))
+			return true;
+		i = end;
+	}
+	return false;
+}
+
 static void scan_part(struct phish_scan *sc, const struct mime_part *part, size_t index)
 {
 	if (part->html != NULL) {
@@ -1093,6 +1141,10 @@ static void scan_part(struct phish_scan *sc, const struct mime_part *part, size_
 		}
 		if (!sc->found[SYM_FORM] && part->text != NULL && html_has_form(part->text, part->text_len))
 			scan_found(sc, SYM_FORM, NULL, "form without action in part %zu", index);
+		if (!sc->found[SYM_FORM_SECRETS] && part->text != NULL &&
+		    html_form_asks_secrets(part->text, part->text_len))
+			scan_found(sc, SYM_FORM_SECRETS, NULL, "a form field for a password, PIN or card in part %zu",
+				   index);
 	} else {
 		scan_text_urls(sc, part->text, part->text_len);
 	}
@@ -1218,6 +1270,7 @@ struct content_engine *phishing_engine_create(const struct phishing_options *o)
 	ph->score[SYM_LOOKALIKE] = score_or(o->lookalike_score, PHISHING_LOOKALIKE_SCORE);
 	ph->score[SYM_SHORTENER] = score_or(o->shortener_score, PHISHING_SHORTENER_SCORE);
 	ph->score[SYM_FORM] = score_or(o->form_score, PHISHING_FORM_SCORE);
+	ph->score[SYM_FORM_SECRETS] = score_or(o->form_secrets_score, PHISHING_FORM_SECRETS_SCORE);
 	ph->score[SYM_USERINFO] = score_or(o->userinfo_score, PHISHING_USERINFO_SCORE);
 	log_debug("%zu brands, %zu shorteners", ph->nbrands, ph->nshorteners);
 	e->name = "phishing";

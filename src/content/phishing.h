@@ -16,6 +16,8 @@
  *                        ("paypal.com.example.net", "paypal-secure.net")
  *   PHISH_SHORTENER      a link through a URL shortener
  *   PHISH_FORM           a <form> in the mail (its action, if any, named)
+ *   PHISH_FORM_SECRETS   an <input> for a password, PIN or card data: a
+ *                        subscribe or search form asks none of them
  *   PHISH_USERINFO       "http://paypal.com@evil.example/" style URLs
  *
  * Each symbol counts once per message with the engine's score for it, in
@@ -43,6 +45,7 @@ struct phishing_options {
 	double lookalike_score;
 	double shortener_score;
 	double form_score;
+	double form_secrets_score;
 	double userinfo_score;
 };
 
@@ -50,7 +53,8 @@ struct phishing_options {
 #define PHISHING_IP_LINK_SCORE 2.5
 #define PHISHING_LOOKALIKE_SCORE 6.0
 #define PHISHING_SHORTENER_SCORE 1.0
-#define PHISHING_FORM_SCORE 2.0
+#define PHISHING_FORM_SCORE 1.5
+#define PHISHING_FORM_SECRETS_SCORE 3.5
 #define PHISHING_USERINFO_SCORE 4.0
 
 /*

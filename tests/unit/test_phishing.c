@@ -282,8 +282,15 @@ TEST(phishing_shortener_form_userinfo)
 	CHECK_HTML("<a href=\"https://tinyurl.com/abc\">link</a>", "PHISH_SHORTENER");
 	CHECK_TEXT("see https://orbit.lyrics.example/ and https://notbit.ly/", "");
 	CHECK_HTML("<form action=\"http://collect.example/post.php\" method=\"post\">"
-		   "<input name=\"pw\" type=\"password\"></form>", "PHISH_FORM");
+		   "<input name=\"pw\" type=\"password\"></form>", "PHISH_FORM PHISH_FORM_SECRETS");
 	CHECK_HTML("<form method=\"post\"><input name=\"pw\"></form>", "PHISH_FORM");
+	/* A subscribe form asks no secret; a card form does, whatever its field is called. */
+	CHECK_HTML("<form action=\"https://news.example.org/subscribe\"><input type=\"text\" name=\"email\">"
+		   "<input type=\"submit\" value=\"Subscribe\"></form>", "PHISH_FORM");
+	CHECK_HTML("<form action=\"https://pay.example.net/\"><INPUT NAME=\"CVV\" SIZE=3>"
+		   "<input name=\"shipping\"></form>", "PHISH_FORM PHISH_FORM_SECRETS");
+	CHECK_HTML("<form><input name=\"spinner\"><input name=\"pin_code\"></form>",
+		   "PHISH_FORM PHISH_FORM_SECRETS");
 	CHECK_HTML("<p>Formidable <b>format</b></p>", "");
 	CHECK_HTML("<a href=\"http://paypal.com@evil.example/\">Log in</a>", "PHISH_USERINFO");
 	CHECK_HTML("<a href=\"http://evil.example/\">a</a><a href=\"http://paypal.com@evil.example/\">b</a>",
