@@ -185,6 +185,28 @@ static bool word_char(gunichar cp)
 	return g_unichar_isalnum(cp);
 }
 
+/* Scripts written without spaces between words: Han, kana, Hangul. */
+static bool cjk_char(gunichar cp)
+{
+	return (cp >= 0x3040 && cp <= 0x30ff) || (cp >= 0x3400 && cp <= 0x4dbf) ||
+	       (cp >= 0x4e00 && cp <= 0x9fff) || (cp >= 0xac00 && cp <= 0xd7af) ||
+	       (cp >= 0xf900 && cp <= 0xfaff) || (cp >= 0x20000 && cp <= 0x2ffff);
+}
+
+/*
+ * A run of CJK text has no spaces to split at (as one "word" it would be
+ * too long and lost): each pair of neighbouring characters is a token,
+ * the usual stand-in for word segmentation in statistical filters.
+ */
+static void cjk_pair(struct tok_ctx *c, const char *prefix, gunichar prev, gunichar cp)
+{
+	char pair[16];
+	int n = g_unichar_to_utf8(prev, pair);
+
+	n += g_unichar_to_utf8(cp, pair + n);
+	tok_emit(c, prefix, pair, (size_t)n);
+}
+
 /* The words of UTF-8 text, each case-folded; OSB pairs within this text only. */
 static void text_words(struct tok_ctx *c, const char *prefix, const char *text, size_t len, bool osb)
 {
@@ -192,11 +214,22 @@ static void text_words(struct tok_ctx *c, const char *prefix, const char *text, 
 	char w[WORD_BUF];
 	size_t wlen = 0, i = 0, k;
 	bool too_long = false;
-	gunichar cp;
+	gunichar cp, prev_cjk = 0;
 
 	osb_reset(c);
 	while (i < len && !tok_full(c)) {
 		i += utf8_decode(s + i, len - i, &cp);
+		if (cjk_char(cp)) {
+			if (wlen > 0 || too_long)
+				word_finish(c, prefix, w, wlen, too_long, osb);
+			wlen = 0;
+			too_long = false;
+			if (prev_cjk != 0)
+				cjk_pair(c, prefix, prev_cjk, cp);
+			prev_cjk = cp;
+			continue;
+		}
+		prev_cjk = 0;
 		if (!word_char(cp)) {
 			if (wlen > 0 || too_long)
 				word_finish(c, prefix, w, wlen, too_long, osb);

@@ -17,8 +17,8 @@
  *       comments
  *   C:  words written in capitals ("C:FREE", "s:C:URGENT" in the subject),
  *       "p:!!" and "p:!!!" for runs of exclamation marks
- *       body words (text/plain text, HTML visible text) and their OSB
- *       pairs, without a prefix
+ *   (no prefix): body words (text/plain text, HTML visible text) and
+ *       their OSB pairs
  *
  * Words are runs of Unicode letters and digits (and $ ' - _ inside),
  * lower-cased, kept when 3 to 40 bytes long; all-digit words become a
@@ -27,6 +27,9 @@
  * neighbours, "a~~b" with one word between (a window of 5 was measurably
  * worse on bench/accuracy's development split: its many correlated pairs
  * crowd the 150 clues).
+ *
+ * Han, kana and Hangul text has no spaces between words: there each pair
+ * of neighbouring characters is a token instead.
  *
  * At most max_tokens tokens are produced per message (headers first, so a
  * long body cannot crowd them out).

@@ -266,3 +266,18 @@ TEST(tokenize_markup_url_paths_and_shapes)
 	CHECK(has(&t, "p:!!"));
 	strbuf_free(&t.sb);
 }
+
+TEST(tokenize_cjk_text_as_character_pairs)
+{
+	struct tokens t;
+
+	/* "免費電話" has no spaces: pairs of neighbouring characters stand in for words. */
+	tokenize_text("From: a@example.org\r\nSubject: x\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n"
+		      "\xe5\x85\x8d\xe8\xb2\xbb\xe9\x9b\xbb\xe8\xa9\xb1 call now\r\n", 0, &t);
+	CHECK(has(&t, "\xe5\x85\x8d\xe8\xb2\xbb"));
+	CHECK(has(&t, "\xe8\xb2\xbb\xe9\x9b\xbb"));
+	CHECK(has(&t, "\xe9\x9b\xbb\xe8\xa9\xb1"));
+	CHECK(!has(&t, "\xe5\x85\x8d\xe8\xb2\xbb\xe9\x9b\xbb\xe8\xa9\xb1"));
+	CHECK(has(&t, "call~now"));
+	strbuf_free(&t.sb);
+}
