@@ -124,7 +124,7 @@ def test_export_import_overview(tmp_path):
     p, table, err = run(["rules", "overview", str(dest)])
     assert p.returncode == 0, err
     assert "EXECUTABLE_ATTACHMENT" in table and "reject" in table
-    assert table.rstrip().endswith("22 rules, 2 file types")
+    assert table.rstrip().endswith("26 rules, 2 file types")
 
 
 def test_import_invalid_keeps_dest(tmp_path):
