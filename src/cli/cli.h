@@ -5,7 +5,17 @@
 #ifndef POSTERN_CLI_H
 #define POSTERN_CLI_H
 
+#include <stddef.h>
+#include <stdint.h>
+
 #define POSTERN_DEFAULT_CONFIG "/etc/postern/postern.conf"
+
+/*
+ * src/cli/cli_file.c: all of a message file ("-": standard input), at
+ * most max bytes, as a NUL-terminated buffer the caller frees; NULL with
+ * the reason (the system's, or "larger than N bytes") in why.
+ */
+char *cli_read_file(const char *path, uint64_t max, size_t *len, char *why, size_t whylen);
 
 /* src/serve.c: run the gateway. */
 int serve_main(int argc, char **argv);

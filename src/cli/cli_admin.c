@@ -16,16 +16,7 @@
 #include "cli/cli_client.h"
 #include "core/alloc.h"
 
-#define CLI_MAX_ARGS 4
 
-struct cli_opts {
-	const char *config;      /* -c FILE */
-	const char *socket;      /* --socket PATH: overrides the config */
-	bool json;
-	bool help;
-	const char *args[CLI_MAX_ARGS];
-	int nargs;
-};
 
 static const char cli_queue_usage[] =
 	"usage: postern queue [-c FILE] [--socket PATH] [--json] COMMAND\n"
@@ -54,39 +45,9 @@ static const char cli_reload_usage[] =
 	"Reload the configuration file of the running gateway; on an error the\n"
 	"gateway keeps its current configuration and the error is printed.\n";
 
-/* Options may come before or after the command words; -1 on a usage error. */
-static int cli_parse(int argc, char **argv, struct cli_opts *o)
-{
-	memset(o, 0, sizeof(*o));
-	for (int i = 1; i < argc; i++) {
-		const char *a = argv[i];
-
-		if (strcmp(a, "-c") == 0 || strcmp(a, "--config") == 0) {
-			if (++i == argc)
-				return -1;
-			o->config = argv[i];
-		} else if (strcmp(a, "--socket") == 0) {
-			if (++i == argc)
-				return -1;
-			o->socket = argv[i];
-		} else if (strcmp(a, "--json") == 0) {
-			o->json = true;
-		} else if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
-			o->help = true;
-		} else if (a[0] == '-' && a[1] != '\0') {
-			fprintf(stderr, "postern: unknown option '%s'\n", a);
-			return -1;
-		} else if (o->nargs == CLI_MAX_ARGS) {
-			return -1;
-		} else {
-			o->args[o->nargs++] = a;
-		}
-	}
-	return 0;
-}
 
 /* Usage errors exit 2, --help exits 0; -1 means carry on. */
-static int cli_check_usage(int rc, const struct cli_opts *o, const char *usage, bool ok)
+static int cli_check_usage(int rc, const struct cli_common_opts *o, const char *usage, bool ok)
 {
 	if (rc == 0 && o->help) {
 		fputs(usage, stdout);
@@ -100,7 +61,7 @@ static int cli_check_usage(int rc, const struct cli_opts *o, const char *usage, 
 }
 
 /* One request to the gateway named by -c/--socket; NULL after printing why. */
-static json_t *cli_request(const struct cli_opts *o, json_t *req)
+static json_t *cli_request(const struct cli_common_opts *o, json_t *req)
 {
 	char *path = cli_client_socket_path(o->config, o->socket);
 	json_t *result = path ? cli_client_request(path, req) : NULL;
@@ -290,24 +251,24 @@ static const struct {
 
 int cli_queue(int argc, char **argv)
 {
-	struct cli_opts o;
-	int rc = cli_parse(argc, argv, &o), usage, nwords;
+	struct cli_common_opts o;
+	int rc = cli_parse_options(argc, argv, &o, CLI_MAX_WORDS, NULL, NULL), usage, nwords;
 	json_t *req, *result;
 	size_t i, n = sizeof(cli_queue_commands) / sizeof(cli_queue_commands[0]);
 
-	for (i = 0; rc == 0 && o.nargs > 0 && i < n; i++) {
-		if (strcmp(o.args[0], cli_queue_commands[i].word) == 0)
+	for (i = 0; rc == 0 && o.nwords > 0 && i < n; i++) {
+		if (strcmp(o.words[0], cli_queue_commands[i].word) == 0)
 			break;
 	}
-	nwords = o.nargs - 1;
+	nwords = o.nwords - 1;
 	usage = cli_check_usage(rc, &o, cli_queue_usage,
-				o.nargs > 0 && i < n && nwords >= cli_queue_commands[i].min_args &&
+				o.nwords > 0 && i < n && nwords >= cli_queue_commands[i].min_args &&
 				nwords <= cli_queue_commands[i].max_args);
 	if (usage >= 0)
 		return usage;
 	req = json_pack("{s:s}", "cmd", cli_queue_commands[i].cmd);
 	if (nwords == 1)
-		json_object_set_new(req, "id", json_string(o.args[1]));
+		json_object_set_new(req, "id", json_string(o.words[1]));
 	result = cli_request(&o, req);
 	json_decref(req);
 	if (result == NULL)
@@ -319,7 +280,7 @@ int cli_queue(int argc, char **argv)
 	else if (strcmp(cli_queue_commands[i].word, "show") == 0)
 		cli_print_queue_show(result);
 	else if (nwords == 1)
-		printf("%s: %s\n", o.args[1], cli_queue_commands[i].done);
+		printf("%s: %s\n", o.words[1], cli_queue_commands[i].done);
 	else
 		printf("all deferred messages flushed\n");
 	json_decref(result);
@@ -328,9 +289,9 @@ int cli_queue(int argc, char **argv)
 
 int cli_status(int argc, char **argv)
 {
-	struct cli_opts o;
-	int rc = cli_parse(argc, argv, &o);
-	int usage = cli_check_usage(rc, &o, cli_status_usage, o.nargs == 0);
+	struct cli_common_opts o;
+	int rc = cli_parse_options(argc, argv, &o, CLI_MAX_WORDS, NULL, NULL);
+	int usage = cli_check_usage(rc, &o, cli_status_usage, o.nwords == 0);
 	json_t *req, *result;
 
 	if (usage >= 0)
@@ -350,9 +311,9 @@ int cli_status(int argc, char **argv)
 
 int cli_reload(int argc, char **argv)
 {
-	struct cli_opts o;
-	int rc = cli_parse(argc, argv, &o);
-	int usage = cli_check_usage(rc, &o, cli_reload_usage, o.nargs == 0);
+	struct cli_common_opts o;
+	int rc = cli_parse_options(argc, argv, &o, CLI_MAX_WORDS, NULL, NULL);
+	int usage = cli_check_usage(rc, &o, cli_reload_usage, o.nwords == 0);
 	json_t *req, *result;
 
 	if (usage >= 0)

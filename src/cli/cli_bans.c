@@ -14,14 +14,6 @@
 
 #include "cli/cli_client.h"
 
-struct bans_opts {
-	const char *config;
-	const char *socket;
-	bool json;
-	bool help;
-	const char *words[2];
-	int nwords;
-};
 
 static const char bans_usage[] =
 	"usage: postern bans [-c FILE] [--socket PATH] [--json] COMMAND\n"
@@ -35,35 +27,6 @@ static const char bans_usage[] =
 	"  --socket PATH   admin socket of the gateway (instead of the config's)\n"
 	"  --json          print the gateway's answer as JSON\n";
 
-static int bans_parse(int argc, char **argv, struct bans_opts *o)
-{
-	memset(o, 0, sizeof(*o));
-	for (int i = 1; i < argc; i++) {
-		const char *a = argv[i];
-
-		if (strcmp(a, "-c") == 0 || strcmp(a, "--config") == 0) {
-			if (++i == argc)
-				return -1;
-			o->config = argv[i];
-		} else if (strcmp(a, "--socket") == 0) {
-			if (++i == argc)
-				return -1;
-			o->socket = argv[i];
-		} else if (strcmp(a, "--json") == 0) {
-			o->json = true;
-		} else if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
-			o->help = true;
-		} else if (a[0] == '-' && a[1] != '\0') {
-			fprintf(stderr, "postern: unknown option '%s'\n", a);
-			return -1;
-		} else if (o->nwords == 2) {
-			return -1;
-		} else {
-			o->words[o->nwords++] = a;
-		}
-	}
-	return 0;
-}
 
 static long long bans_int(const json_t *o, const char *key)
 {
@@ -98,8 +61,8 @@ static void bans_print_list(const json_t *list)
 
 int cli_bans(int argc, char **argv)
 {
-	struct bans_opts o;
-	int rc = bans_parse(argc, argv, &o);
+	struct cli_common_opts o;
+	int rc = cli_parse_options(argc, argv, &o, 2, NULL, NULL);
 	bool list = o.nwords == 1 && strcmp(o.words[0], "list") == 0;
 	bool unban = o.nwords == 2 && strcmp(o.words[0], "unban") == 0;
 	json_t *req, *result = NULL;

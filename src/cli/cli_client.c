@@ -210,3 +210,48 @@ out:
 	free(text);
 	return result;
 }
+
+const char *cli_option_value(int argc, char **argv, int *i)
+{
+	if (*i + 1 >= argc) {
+		fprintf(stderr, "postern: option '%s' needs a value\n", argv[*i]);
+		return NULL;
+	}
+	return argv[++*i];
+}
+
+int cli_parse_options(int argc, char **argv, struct cli_common_opts *o, int max_words, cli_option_fn own,
+		      void *arg)
+{
+	memset(o, 0, sizeof(*o));
+	if (max_words > CLI_MAX_WORDS)
+		max_words = CLI_MAX_WORDS;
+	for (int i = 1; i < argc; i++) {
+		const char *a = argv[i];
+		int rc = own != NULL && a[0] == '-' ? own(arg, argc, argv, &i) : 0;
+
+		if (rc < 0)
+			return -1;
+		if (rc > 0)
+			continue;
+		if (strcmp(a, "-c") == 0 || strcmp(a, "--config") == 0) {
+			if ((o->config = cli_option_value(argc, argv, &i)) == NULL)
+				return -1;
+		} else if (strcmp(a, "--socket") == 0) {
+			if ((o->socket = cli_option_value(argc, argv, &i)) == NULL)
+				return -1;
+		} else if (strcmp(a, "--json") == 0) {
+			o->json = true;
+		} else if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
+			o->help = true;
+		} else if (a[0] == '-' && a[1] != '\0') {
+			fprintf(stderr, "postern: unknown option '%s'\n", a);
+			return -1;
+		} else if (o->nwords == max_words) {
+			return -1;
+		} else {
+			o->words[o->nwords++] = a;
+		}
+	}
+	return 0;
+}

@@ -21,7 +21,6 @@
 #include "content/mime.h"
 #include "core/alloc.h"
 #include "core/config.h"
-#include "core/strbuf.h"
 #include "store/bayes_store.h"
 #include "store/fuzzy_store.h"
 
@@ -121,36 +120,6 @@ static int learn_db_paths(const struct learn_options *o, char **bayes_db, char *
 	return 0;
 }
 
-/* The whole file, at most LEARN_MAX_SIZE bytes; NULL with the reason in why. */
-static char *read_file(const char *path, size_t *len, char *why, size_t whylen)
-{
-	FILE *f = fopen(path, "rb");
-	struct strbuf sb;
-	char buf[65536];
-	size_t n;
-
-	if (f == NULL) {
-		snprintf(why, whylen, "%s", strerror(errno));
-		return NULL;
-	}
-	strbuf_init(&sb, LEARN_MAX_SIZE);
-	while ((n = fread(buf, 1, sizeof(buf), f)) > 0) {
-		if (strbuf_append(&sb, buf, n) < 0) {
-			snprintf(why, whylen, "larger than %llu bytes", (unsigned long long)LEARN_MAX_SIZE);
-			goto fail;
-		}
-	}
-	if (ferror(f)) {
-		snprintf(why, whylen, "read error: %s", strerror(errno));
-		goto fail;
-	}
-	fclose(f);
-	return strbuf_detach(&sb, len);
-fail:
-	fclose(f);
-	strbuf_free(&sb);
-	return NULL;
-}
 
 /* Spam is remembered by the fuzzy store; ham, or spam taken back, drops what it matches there. */
 static void learn_fuzzy(struct fuzzy *f, const struct mime_message *m, const struct learn_options *o,
@@ -176,7 +145,7 @@ static void learn_file(const struct learner *l, const char *path, const struct l
 	enum bayes_learn_result r;
 	char why[256];
 	size_t len;
-	char *raw = read_file(path, &len, why, sizeof(why));
+	char *raw = cli_read_file(path, LEARN_MAX_SIZE, &len, why, sizeof(why));
 
 	if (raw == NULL) {
 		fprintf(stderr, "postern learn: %s: %s\n", path, why);

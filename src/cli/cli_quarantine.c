@@ -20,18 +20,13 @@
 #include "core/alloc.h"
 
 struct quarantine_opts {
-	const char *config;
-	const char *socket;
+	struct cli_common_opts c;        /* -c, --socket, --json, the words */
 	const char *sender;
 	const char *rcpt;
 	const char *category;
 	const char *since;
 	const char *state;
 	long long limit;
-	bool json;
-	bool help;
-	const char *words[2];
-	int nwords;
 };
 
 static const char quarantine_usage[] =
@@ -59,76 +54,52 @@ static const char quarantine_usage[] =
 	"  --json          print the gateway's answer as JSON\n";
 
 /* The value after option argv[*i], or NULL when it is missing. */
-static const char *quarantine_value(int argc, char **argv, int *i)
-{
-	if (*i + 1 >= argc) {
-		fprintf(stderr, "postern: option '%s' needs a value\n", argv[*i]);
-		return NULL;
-	}
-	return argv[++*i];
-}
-
-static int quarantine_parse(int argc, char **argv, struct quarantine_opts *o)
+/* The filters of `list`, as a cli_option_fn. */
+static int quarantine_option(void *arg, int argc, char **argv, int *i)
 {
 	static const struct {
 		const char *name;
 		size_t offset;
 	} valued[] = {
-		{ "-c", offsetof(struct quarantine_opts, config) },
-		{ "--config", offsetof(struct quarantine_opts, config) },
-		{ "--socket", offsetof(struct quarantine_opts, socket) },
 		{ "--sender", offsetof(struct quarantine_opts, sender) },
 		{ "--rcpt", offsetof(struct quarantine_opts, rcpt) },
 		{ "--category", offsetof(struct quarantine_opts, category) },
 		{ "--since", offsetof(struct quarantine_opts, since) },
 		{ "--state", offsetof(struct quarantine_opts, state) },
 	};
+	struct quarantine_opts *o = arg;
+	const char *a = argv[*i], *v;
+	char *end;
 
-	memset(o, 0, sizeof(*o));
-	for (int i = 1; i < argc; i++) {
-		const char *a = argv[i];
-		bool matched = false;
-
-		for (size_t k = 0; k < sizeof(valued) / sizeof(valued[0]) && !matched; k++) {
-			if (strcmp(a, valued[k].name) == 0) {
-				const char *v = quarantine_value(argc, argv, &i);
-
-				if (v == NULL)
-					return -1;
-				*(const char **)((char *)o + valued[k].offset) = v;
-				matched = true;
-			}
-		}
-		if (matched)
-			continue;
-		if (strcmp(a, "--limit") == 0) {
-			const char *v = quarantine_value(argc, argv, &i);
-			char *end;
-
-			if (v == NULL)
+	for (size_t k = 0; k < sizeof(valued) / sizeof(valued[0]); k++) {
+		if (strcmp(a, valued[k].name) == 0) {
+			if ((v = cli_option_value(argc, argv, i)) == NULL)
 				return -1;
-			errno = 0;
-			o->limit = strtoll(v, &end, 10);
-			if (errno != 0 || end == v || *end != '\0' || o->limit < 1) {
-				fprintf(stderr, "postern: --limit wants a positive number, not '%s'\n", v);
-				return -1;
-			}
-		} else if (strcmp(a, "--all") == 0) {
-			o->state = "all";
-		} else if (strcmp(a, "--json") == 0) {
-			o->json = true;
-		} else if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
-			o->help = true;
-		} else if (a[0] == '-' && a[1] != '\0') {
-			fprintf(stderr, "postern: unknown option '%s'\n", a);
-			return -1;
-		} else if (o->nwords == 2) {
-			return -1;
-		} else {
-			o->words[o->nwords++] = a;
+			*(const char **)((char *)o + valued[k].offset) = v;
+			return 1;
 		}
 	}
-	return 0;
+	if (strcmp(a, "--all") == 0) {
+		o->state = "all";
+		return 1;
+	}
+	if (strcmp(a, "--limit") != 0)
+		return 0;
+	if ((v = cli_option_value(argc, argv, i)) == NULL)
+		return -1;
+	errno = 0;
+	o->limit = strtoll(v, &end, 10);
+	if (errno != 0 || end == v || *end != '\0' || o->limit < 1) {
+		fprintf(stderr, "postern: --limit wants a positive number, not '%s'\n", v);
+		return -1;
+	}
+	return 1;
+}
+
+static int quarantine_parse(int argc, char **argv, struct quarantine_opts *o)
+{
+	memset(o, 0, sizeof(*o));
+	return cli_parse_options(argc, argv, &o->c, 2, quarantine_option, o);
 }
 
 /* "30m", "2h", "7d", "90s" or "90": seconds; -1 when it is not a duration. */
@@ -278,7 +249,7 @@ static void quarantine_print_show(const json_t *m)
 /* The admin request for the command; NULL after printing why. */
 static json_t *quarantine_request(const struct quarantine_opts *o)
 {
-	const char *cmd = o->words[0];
+	const char *cmd = o->c.words[0];
 	json_t *req;
 
 	if (strcmp(cmd, "list") == 0) {
@@ -304,7 +275,7 @@ static json_t *quarantine_request(const struct quarantine_opts *o)
 			json_object_set_new(req, "limit", json_integer(o->limit));
 		return req;
 	}
-	return json_pack("{s:s+, s:s}", "cmd", "quarantine.", cmd, "id", o->words[1]);
+	return json_pack("{s:s+, s:s}", "cmd", "quarantine.", cmd, "id", o->c.words[1]);
 }
 
 /* The words make a command: list, or show/release/delete with an id. */
@@ -312,10 +283,10 @@ static bool quarantine_valid_command(const struct quarantine_opts *o)
 {
 	static const char *const with_id[] = { "show", "release", "delete" };
 
-	if (o->nwords == 1)
-		return strcmp(o->words[0], "list") == 0;
-	for (size_t i = 0; o->nwords == 2 && i < sizeof(with_id) / sizeof(with_id[0]); i++) {
-		if (strcmp(o->words[0], with_id[i]) == 0)
+	if (o->c.nwords == 1)
+		return strcmp(o->c.words[0], "list") == 0;
+	for (size_t i = 0; o->c.nwords == 2 && i < sizeof(with_id) / sizeof(with_id[0]); i++) {
+		if (strcmp(o->c.words[0], with_id[i]) == 0)
 			return true;
 	}
 	return false;
@@ -328,7 +299,7 @@ int cli_quarantine(int argc, char **argv)
 	json_t *req, *result = NULL;
 	char *path;
 
-	if (rc == 0 && o.help) {
+	if (rc == 0 && o.c.help) {
 		fputs(quarantine_usage, stdout);
 		return 0;
 	}
@@ -338,21 +309,21 @@ int cli_quarantine(int argc, char **argv)
 	}
 	if ((req = quarantine_request(&o)) == NULL)
 		return 2;
-	if ((path = cli_client_socket_path(o.config, o.socket)) != NULL)
+	if ((path = cli_client_socket_path(o.c.config, o.c.socket)) != NULL)
 		result = cli_client_request(path, req);
 	json_decref(req);
 	free(path);
 	if (result == NULL)
 		return 1;
-	if (o.json) {
+	if (o.c.json) {
 		json_dumpf(result, stdout, JSON_INDENT(2) | JSON_ENCODE_ANY);
 		fputc('\n', stdout);
-	} else if (strcmp(o.words[0], "list") == 0) {
+	} else if (strcmp(o.c.words[0], "list") == 0) {
 		quarantine_print_list(result);
-	} else if (strcmp(o.words[0], "show") == 0) {
+	} else if (strcmp(o.c.words[0], "show") == 0) {
 		quarantine_print_show(result);
 	} else {
-		printf("%s: %s\n", o.words[1], quarantine_str(result, "state"));
+		printf("%s: %s\n", o.c.words[1], quarantine_str(result, "state"));
 	}
 	json_decref(result);
 	return 0;

@@ -5,7 +5,6 @@
  */
 #include "cli/cli.h"
 
-#include <errno.h>
 #include <jansson.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -21,7 +20,6 @@
 #include "core/alloc.h"
 #include "core/config.h"
 #include "core/context.h"
-#include "core/strbuf.h"
 
 /* Without -c: the largest message read, like a generous max_message_size. */
 #define SCAN_DEFAULT_MAX_SIZE ((uint64_t)64 * 1024 * 1024)
@@ -51,38 +49,6 @@ static void scan_usage(FILE *out)
 		"  --bayes DB    classify with the Bayesian filter of DB (see postern learn)\n");
 }
 
-/* Read all of `path` ("-": stdin) up to max bytes; NULL and errno-style message on failure. */
-static char *read_message(const char *path, uint64_t max, size_t *len, char *why, size_t whylen)
-{
-	FILE *f = strcmp(path, "-") == 0 ? stdin : fopen(path, "rb");
-	struct strbuf sb;
-	char buf[65536];
-	size_t n;
-
-	if (f == NULL) {
-		snprintf(why, whylen, "%s", strerror(errno));
-		return NULL;
-	}
-	strbuf_init(&sb, max > SIZE_MAX ? SIZE_MAX : (size_t)max);
-	while ((n = fread(buf, 1, sizeof(buf), f)) > 0) {
-		if (strbuf_append(&sb, buf, n) < 0) {
-			snprintf(why, whylen, "larger than %llu bytes", (unsigned long long)max);
-			goto fail;
-		}
-	}
-	if (ferror(f)) {
-		snprintf(why, whylen, "read error: %s", strerror(errno));
-		goto fail;
-	}
-	if (f != stdin)
-		fclose(f);
-	return strbuf_detach(&sb, len);
-fail:
-	if (f != stdin)
-		fclose(f);
-	strbuf_free(&sb);
-	return NULL;
-}
 
 /* jansson wants UTF-8: header-derived strings may not be, so degrade bytes to '?'. */
 static json_t *json_text(const char *s)
@@ -255,7 +221,7 @@ static int scan_one(struct content_stage *cs, const char *path, const struct sca
 	struct content_result res;
 	char why[256];
 	size_t len;
-	char *raw = read_message(path, o->max_size, &len, why, sizeof(why));
+	char *raw = cli_read_file(path, o->max_size, &len, why, sizeof(why));
 
 	if (raw == NULL) {
 		fprintf(stderr, "postern scan: %s: %s\n", path, why);
