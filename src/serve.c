@@ -201,6 +201,8 @@ int postern_reload(struct postern *pt, char *err, size_t errlen)
 	pt->tls = tls;
 	config_unref(pt->cfg);
 	pt->cfg = cfg;
+	content_stage_watch_signatures(pt);
+	content_spam_watch(pt);
 	serve_configure_log(cfg);
 	delivery_smtp_close_idle(pt->delivery);
 	pt->stats.reloads++;

@@ -220,10 +220,9 @@ void content_spam_watch(struct postern *pt)
 {
 	unsigned every = pt->cfg->bayes_reload_check ? pt->cfg->bayes_reload_check : 10;
 
-	/* Even without Bayes now: a reload may bring it. */
-	if (pt->bayes_refresh != NULL)
-		return;
-	pt->bayes_refresh = event_new(pt->base, -1, EV_PERSIST, content_spam_refresh_cb, pt);
+	/* Even without Bayes now: a reload may bring it. Again on a reload: the interval may have changed. */
+	if (pt->bayes_refresh == NULL)
+		pt->bayes_refresh = event_new(pt->base, -1, EV_PERSIST, content_spam_refresh_cb, pt);
 	event_add(pt->bayes_refresh, &(struct timeval){ every, 0 });
 }
 

@@ -48,8 +48,9 @@ struct content_job_facts;
 int content_spam_engines(struct postern *pt, const struct config *cfg, struct content_pipeline *p,
 			 struct content_spam *out, char *err, size_t errlen);
 /*
- * Start looking for learning done by other processes into pt->bayes'
- * database every [bayes] reload_check (after privileges are dropped).
+ * Look for learning done by other processes into pt->bayes' and
+ * pt->fuzzy's databases every [bayes] reload_check (after privileges are
+ * dropped; again after a reload, which may change the interval).
  */
 void content_spam_watch(struct postern *pt);
 /* Close pt->bayes, pt->fuzzy and pt->history (at shutdown, after the worker pool). */

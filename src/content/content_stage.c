@@ -344,10 +344,9 @@ void content_stage_watch_signatures(struct postern *pt)
 {
 	unsigned every = pt->cfg->virus_reload_check ? pt->cfg->virus_reload_check : 60;
 
-	/* Even without a scanner now: a reload may bring one. */
-	if (pt->virus_reload != NULL)
-		return;
-	pt->virus_reload = event_new(pt->base, -1, EV_PERSIST, content_signature_check_cb, pt);
+	/* Even without a scanner now: a reload may bring one. Again on a reload: the interval may have changed. */
+	if (pt->virus_reload == NULL)
+		pt->virus_reload = event_new(pt->base, -1, EV_PERSIST, content_signature_check_cb, pt);
 	event_add(pt->virus_reload, &(struct timeval){ every, 0 });
 }
 

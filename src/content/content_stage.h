@@ -32,8 +32,9 @@ struct content_job;
 struct content_stage *content_stage_new(struct postern *pt, struct config *cfg, char *err, size_t errlen);
 void content_stage_unref(struct content_stage *cs);
 /*
- * Start watching the signature directory of pt->virus, whichever engine
- * that is at each look (after privileges are dropped).
+ * Watch the signature directory of pt->virus, whichever engine that is at
+ * each look, every [virus] reload_check (after privileges are dropped;
+ * again after a reload, which may change the interval).
  */
 void content_stage_watch_signatures(struct postern *pt);
 /* Free pt->virus and its watcher (at shutdown). */

@@ -110,13 +110,16 @@ def test_gateway_picks_up_learning_from_postern_learn(gateway, sink, postern_bin
     d = os.path.join(workdir, "live-bayes")
     give_to_daemon(d)
     db = os.path.join(d, "bayes.db")
-    gw = gateway({"bayes": {"enabled": True, "database": db, "reload_check": "1s", "autolearn": False},
+    gw = gateway({"bayes": {"enabled": True, "database": db, "reload_check": "1h", "autolearn": False},
                   "log": {"level": "debug"}})
     spam = crlf(corpus("spam", 30)[29])
     r = gw.transaction(SENDER, [RCPT], spam)
     assert r.code == 250
     wait_until(lambda: "content symbols=" in gw.log_text(), what="the first scan")
     assert "BAYES_" not in gw.log_text(), "an empty database said something"
+    # A reload shortens the interval: the timer is armed again with it.
+    gw.update({"bayes": {"reload_check": "1s"}})
+    assert gw.cli("reload").returncode == 0
     user = ["runuser", "-u", run_user(), "--"] if os.geteuid() == 0 else []
     for label in ("spam", "ham"):
         p = subprocess.run(user + [postern_bin, "learn", "--db", db, label] + corpus(label, 25),
