@@ -202,8 +202,10 @@ static struct content_stage *scan_stage(struct postern *pt, struct scan_options 
 	char err[1024];
 	struct content_stage *cs;
 
+	/* The history engine needs a session (it does nothing offline): its database stays closed. */
 	if (scan_set(o->cfg, "virus", "sample_percent", "100") < 0 ||
 	    scan_set(o->cfg, "content", "enabled", "yes") < 0 ||
+	    scan_set(o->cfg, "history", "enabled", "no") < 0 ||
 	    (o->rules_path != NULL && scan_set(o->cfg, "rules", "file", o->rules_path) < 0) ||
 	    (o->bayes_path != NULL && (scan_set(o->cfg, "bayes", "enabled", "yes") < 0 ||
 				       scan_set(o->cfg, "bayes", "database", o->bayes_path) < 0)))
