@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "core/alloc.h"
+#include "core/io.h"
 
 /* One read request being served: where the caller's buffer stands. */
 struct view_read {
@@ -51,24 +52,6 @@ uint64_t message_view_size(const struct envelope *env, uint64_t file_len)
 	return size;
 }
 
-/* pread until len bytes, end of file or an error; the count read, or -1. */
-static ssize_t view_pread_file(int fd, unsigned char *buf, size_t len, uint64_t off)
-{
-	size_t got = 0;
-
-	while (got < len) {
-		ssize_t n = pread(fd, buf + got, len - got, (off_t)(off + got));
-
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0)
-			return -1;
-		if (n == 0)
-			break;
-		got += (size_t)n;
-	}
-	return (ssize_t)got;
-}
 
 /*
  * Serve the part of the request that falls in one segment: seg_len view
@@ -91,7 +74,7 @@ static int view_copy_segment(struct view_read *r, uint64_t seg_start, uint64_t s
 		r->done += take;
 		return 0;
 	}
-	got = view_pread_file(fd, r->dst + r->done, take, file_off + skip);
+	got = io_pread_full(fd, r->dst + r->done, take, file_off + skip);
 	if (got < 0)
 		return -1;
 	r->done += (size_t)got;

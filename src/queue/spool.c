@@ -83,6 +83,7 @@
 
 #define LOG_MODULE "spool"
 #include "core/alloc.h"
+#include "core/io.h"
 #include "core/log.h"
 #include "core/strbuf.h"
 
@@ -193,23 +194,13 @@ static int write_all(int fd, const void *buf, size_t len)
 /* A short read means the file changed under us: report it as EIO. */
 static int pread_all(int fd, void *buf, size_t len, off_t off)
 {
-	char *p = buf;
-	ssize_t n;
+	ssize_t n = io_pread_full(fd, buf, len, (uint64_t)off);
 
-	while (len > 0) {
-		n = pread(fd, p, len, off);
-		if (n < 0) {
-			if (errno == EINTR)
-				continue;
-			return -1;
-		}
-		if (n == 0) {
-			errno = EIO;
-			return -1;
-		}
-		p += n;
-		len -= (size_t)n;
-		off += n;
+	if (n < 0)
+		return -1;
+	if ((size_t)n < len) {
+		errno = EIO;
+		return -1;
 	}
 	return 0;
 }

@@ -41,6 +41,7 @@
 #include "content/virus.h"
 #include "core/alloc.h"
 #include "core/context.h"
+#include "core/io.h"
 #include "core/workpool.h"
 #include "policy/policy.h"
 #include "policy/policy_connect.h"
@@ -1262,20 +1263,18 @@ static unsigned char *session_read_back(struct smtp_session *s, size_t max, size
 {
 	int fd = spool_writer_open_read(s->writer);
 	unsigned char *buf;
-	size_t got = 0;
-	ssize_t n = 0;
+	ssize_t n;
 
 	if (fd < 0)
 		return NULL;
 	buf = xmalloc(max + 1);
-	while (got < max && (n = pread(fd, buf + got, max - got, (off_t)got)) > 0)
-		got += (size_t)n;
+	n = io_pread_full(fd, buf, max, 0);
 	close(fd);
 	if (n < 0) {
 		free(buf);
 		return NULL;
 	}
-	*len = got;
+	*len = (size_t)n;
 	return buf;
 }
 
