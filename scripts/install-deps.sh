@@ -6,9 +6,9 @@ set -eu
 BUILD_PKGS="meson ninja-build pkg-config gcc clang libclang-rt-14-dev make
   libevent-dev libssl-dev libc-ares-dev libsqlite3-dev libsodium-dev libjansson-dev zlib1g-dev
   libgmime-3.0-dev libgumbo-dev libmagic-dev libpcre2-dev
-  libclamav-dev libpsl-dev"
+  libclamav-dev libpsl-dev libldap-dev"
 TEST_PKGS="python3 python3-pytest python3-aiosmtpd python3-dnslib python3-yaml python3-dkim swaks postfix openssl procps
-  clamav-daemon clamav-testfiles bogofilter"
+  clamav-daemon clamav-testfiles bogofilter slapd ldap-utils"
 # The peers of bench/accuracy (bogofilter comes with the test set).
 BENCH_PKGS="bogofilter spamassassin rspamd redis-server"
 
@@ -21,6 +21,9 @@ if [ -n "$missing" ]; then
 	# Postfix is only a test peer (smtp-source, smtp-sink, the relay benchmark):
 	# never let its package configure or start a system MTA.
 	echo "postfix postfix/main_mailer_type select No configuration" | debconf-set-selections
+	# slapd is only a test peer too (tests/tools/slapd.py runs its own):
+	# no directory configured, no system service to wait on.
+	echo "slapd slapd/no_configuration boolean true" | debconf-set-selections
 	apt-get update -qq
 	apt-get install -y -qq --no-install-recommends $missing
 fi

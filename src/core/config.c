@@ -946,6 +946,9 @@ static int check_policy(const struct config *cfg, const unsigned *key_lines, str
 	if (strcmp(cfg->rcpt_validation, "list") == 0 && cfg->nrcpt_list_written == 0 && cfg->rcpt_list_file == NULL)
 		return error_set(err, key_line(key_lines, "recipients", "validation"), "recipients", "validation",
 				 "validation = list needs a list or a list_file of valid recipients");
+	if (strcmp(cfg->rcpt_validation, "ldap") == 0 && (cfg->ldap_uri == NULL || cfg->ldap_base == NULL))
+		return error_set(err, key_line(key_lines, "recipients", "validation"), "recipients", "validation",
+				 "validation = ldap needs ldap_uri and ldap_base");
 	if (cfg->greylist_window <= cfg->greylist_delay) {
 		unsigned ldelay = key_line(key_lines, "greylist", "delay");
 		unsigned lwindow = key_line(key_lines, "greylist", "window");

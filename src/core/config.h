@@ -244,11 +244,17 @@ struct config {
 	bool spf_header;             /* add Received-SPF */
 	/* [recipients]: validation and tarpit */
 	struct policy_common recipients;
-	char *rcpt_validation;       /* "none", "list" or "callout" */
+	char *rcpt_validation;       /* "none", "list", "callout" or "ldap" */
 	char **rcpt_list;            /* valid recipients for "list" (also "@domain" wildcards), sorted */
 	size_t nrcpt_list;
 	char *rcpt_list_file;
-	unsigned callout_cache_ttl;  /* seconds a positive callout answer is kept */
+	char *ldap_uri;              /* validation = ldap: the directory */
+	char *ldap_base;
+	char *ldap_filter;           /* %s address, %u local part, %d domain */
+	char *ldap_bind_dn;          /* NULL: anonymous */
+	char *ldap_bind_password;
+	unsigned ldap_timeout_ms;
+	unsigned callout_cache_ttl;  /* seconds a positive callout (or LDAP) answer is kept */
 	unsigned callout_negative_ttl;
 	unsigned tarpit_after;       /* unknown recipients before replies slow down; 0: never */
 	unsigned tarpit_delay_ms;    /* added per unknown recipient past tarpit_after */
@@ -392,7 +398,7 @@ enum config_type {
 	CONFIG_SCORE,                /* double within -100..100, at most 3 decimals: "2.5" */
 	CONFIG_DNSBL_MATCH,          /* char *: "any", "mask:0xHEX" or "codes:127.x.y.z,..." */
 	CONFIG_DNSBL_REPLY,          /* char *: "554 5.7.1 text" with %0 %1 %2 %% */
-	CONFIG_RCPT_VALIDATION,      /* char *: "none", "list" or "callout" */
+	CONFIG_RCPT_VALIDATION,      /* char *: "none", "list", "callout" or "ldap" */
 	CONFIG_STRING_LIST,          /* char ** of patterns (see config_normalize_pattern),
 				        sorted, count at count_offset */
 };

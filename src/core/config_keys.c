@@ -223,11 +223,23 @@ const struct config_key config_keys[] = {
 
 	COMMON("recipients", recipients, "yes", "inbound", "reject", "1"),
 	KEY("recipients", "validation", CONFIG_RCPT_VALIDATION, rcpt_validation, 4, 7, "none",
-	    "none, list (the list and list_file) or callout (ask the protected domain's server)"),
+	    "none, list (the list and list_file), callout (ask the protected domain's server) or ldap (look the address up in a directory)"),
 	LIST("recipients", "list", CONFIG_STRING_LIST, rcpt_list_written, nrcpt_list_written, 0, 10000, NULL,
 	     "valid recipients for validation = list: local@domain or @domain (any local part)"),
 	KEY("recipients", "list_file", CONFIG_PATH, rcpt_list_file, 1, 4095, NULL,
 	    "more valid recipients, one per line, # comments"),
+	KEY("recipients", "ldap_uri", CONFIG_STRING, ldap_uri, 8, 1024, NULL,
+	    "directory for validation = ldap: ldap://host[:port] or ldaps://host[:port] (several, space-separated, tried in order)"),
+	KEY("recipients", "ldap_base", CONFIG_STRING, ldap_base, 1, 1024, NULL,
+	    "search base for validation = ldap, e.g. ou=people,dc=example,dc=com"),
+	KEY("recipients", "ldap_filter", CONFIG_STRING, ldap_filter, 3, 1024, "(mail=%s)",
+	    "search filter; %s is the recipient address (escaped per RFC 4515), %u its local part, %d its domain; any entry found means the recipient exists"),
+	KEY("recipients", "ldap_bind_dn", CONFIG_STRING, ldap_bind_dn, 1, 1024, NULL,
+	    "DN to bind as (default: anonymous)"),
+	KEY("recipients", "ldap_bind_password", CONFIG_STRING, ldap_bind_password, 1, 1024, NULL,
+	    "password of ldap_bind_dn"),
+	KEY("recipients", "ldap_timeout", CONFIG_DURATION_MS, ldap_timeout_ms, 100, 60000, "3s",
+	    "time for one directory look-up (connect, bind and search); past it the recipient is accepted"),
 	KEY("recipients", "callout_cache", CONFIG_DURATION, callout_cache_ttl, 0, 30 * DAY, "1h",
 	    "how long a callout's \"exists\" answer is kept"),
 	KEY("recipients", "callout_negative", CONFIG_DURATION, callout_negative_ttl, 0, 30 * DAY, "10m",
@@ -856,9 +868,10 @@ static bool valid_dnsbl_reply(const char *s, char *why, size_t whylen)
 static bool valid_rcpt_validation(char *s, char *why, size_t whylen)
 {
 	lower_case(s);
-	if (strcmp(s, "none") == 0 || strcmp(s, "list") == 0 || strcmp(s, "callout") == 0)
+	if (strcmp(s, "none") == 0 || strcmp(s, "list") == 0 || strcmp(s, "callout") == 0 ||
+	    strcmp(s, "ldap") == 0)
 		return true;
-	why_set(why, whylen, "expected none, list or callout, got \"%.*s\"", CONFIG_SHOW_MAX, s);
+	why_set(why, whylen, "expected none, list, callout or ldap, got \"%.*s\"", CONFIG_SHOW_MAX, s);
 	return false;
 }
 

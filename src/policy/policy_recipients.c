@@ -3,13 +3,14 @@
  * against directory harvesting.
  *
  * validation "list" checks the recipient against [recipients] list;
- * "callout" asks the domain's own server (policy/callout.h) and caches
- * the answer in the policy state, so it survives reloads. Local domains
- * are left alone (the session knows its users) and so are domains we do
- * not protect. An unknown recipient is refused with 550 5.1.1 and counted
- * in the session's facts; past tarpit_after unknown recipients every RCPT
- * reply of the session waits a little longer, and at max_unknown the
- * session is closed with 421: a harvester learns slowly and not much.
+ * "callout" asks the domain's own server (policy/callout.h) and "ldap" a
+ * directory (policy/ldap_lookup.h), both caching the answer in the policy
+ * state, so it survives reloads. Local domains are left alone (the
+ * session knows its users) and so are domains we do not protect. An
+ * unknown recipient is refused with 550 5.1.1 and counted in the
+ * session's facts; past tarpit_after unknown recipients every RCPT reply
+ * of the session waits a little longer, and at max_unknown the session
+ * is closed with 421: a harvester learns slowly and not much.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -20,6 +21,7 @@
 #include "core/alloc.h"
 #include "core/context.h"
 #include "policy/callout.h"
+#include "policy/ldap_lookup.h"
 #include "policy/policy_engine.h"
 #include "smtp/smtp_client.h"
 
@@ -32,7 +34,7 @@
 #define CALLOUT_CONNECT_MS 5000
 #define CALLOUT_CACHE_MAX 100000       /* answers kept, about 100 bytes each */
 
-enum rcpt_validation { VALIDATE_NONE, VALIDATE_LIST, VALIDATE_CALLOUT };
+enum rcpt_validation { VALIDATE_NONE, VALIDATE_LIST, VALIDATE_CALLOUT, VALIDATE_LDAP };
 
 struct recipients {
 	struct postern *pt;
@@ -41,12 +43,15 @@ struct recipients {
 	enum rcpt_validation validation;
 	char **keys;                   /* "domain@local" (domain lower-cased), "domain@" for wildcards; sorted */
 	size_t nkeys;
+	struct ldap_lookup *ldap;      /* validation = ldap: the directory and its connections */
 };
 
 struct recipients_probe {
 	struct recipients *r;
 	struct policy_facts *f;
-	struct callout *co;
+	struct callout *co;            /* one of co and lq is the probe in progress */
+	struct ldap_query *lq;
+	const char *method;            /* for the log: "callout" or "ldap look-up" */
 	policy_done_cb done;
 	void *arg;
 	char rcpt[CALLOUT_ADDRESS_MAX];
@@ -184,9 +189,9 @@ static void recipients_probe_done(void *arg, enum callout_answer answer, const c
 
 	memset(&res, 0, sizeof(res));
 	if (answer == CALLOUT_TEMPFAIL) {
-		log_warn("callout for <%s> inconclusive (%s): accepting", pr->rcpt, detail);
+		log_warn("%s for <%s> inconclusive (%s): accepting", pr->method, pr->rcpt, detail);
 	} else {
-		log_info("callout for <%s>: %s (%s)", pr->rcpt,
+		log_info("%s for <%s>: %s (%s)", pr->method, pr->rcpt,
 			 answer == CALLOUT_VALID ? "valid" : "unknown", detail);
 		callout_cache_put(r->st->callouts, pr->rcpt, answer,
 				  answer == CALLOUT_VALID ? r->cfg->callout_cache_ttl
@@ -197,22 +202,42 @@ static void recipients_probe_done(void *arg, enum callout_answer answer, const c
 	free(pr);
 }
 
+static struct recipients_probe *recipients_probe_new(struct recipients *r, struct policy_facts *f,
+						     const char *method, policy_done_cb done, void *arg)
+{
+	struct recipients_probe *pr = xcalloc(1, sizeof(*pr));
+
+	pr->r = r;
+	pr->f = f;
+	pr->method = method;
+	pr->done = done;
+	pr->arg = arg;
+	snprintf(pr->rcpt, sizeof(pr->rcpt), "%s", f->rcpt);
+	return pr;
+}
+
 static int recipients_start_probe(struct recipients *r, struct policy_facts *f,
 				  const struct relay_domain *dom, policy_done_cb done, void *arg,
 				  void **handle)
 {
-	struct recipients_probe *pr = xcalloc(1, sizeof(*pr));
+	struct recipients_probe *pr = recipients_probe_new(r, f, "callout", done, arg);
 	struct callout_params p = {
 		.helo = r->cfg->hostname, .hosts = dom->hosts, .nhosts = dom->nhosts,
 		.connect_timeout_ms = CALLOUT_CONNECT_MS, .deadline_ms = CALLOUT_DEADLINE_MS,
 	};
 
-	pr->r = r;
-	pr->f = f;
-	pr->done = done;
-	pr->arg = arg;
-	snprintf(pr->rcpt, sizeof(pr->rcpt), "%s", f->rcpt);
 	pr->co = callout_start(r->pt->base, r->pt->dns, &p, f->rcpt, recipients_probe_done, pr);
+	*handle = pr;
+	return 1;
+}
+
+/* libldap blocks: the look-up runs on a worker and answers on the loop. */
+static int recipients_start_ldap(struct recipients *r, struct policy_facts *f, policy_done_cb done,
+				 void *arg, void **handle)
+{
+	struct recipients_probe *pr = recipients_probe_new(r, f, "ldap look-up", done, arg);
+
+	pr->lq = ldap_query_start(r->ldap, r->pt->workers, f->rcpt, recipients_probe_done, pr);
 	*handle = pr;
 	return 1;
 }
@@ -244,6 +269,8 @@ static int recipients_check(void *state, struct policy_facts *f, struct policy_r
 		recipients_judge(cfg, f, answer, res);
 		return 0;
 	}
+	if (r->validation == VALIDATE_LDAP)
+		return recipients_start_ldap(r, f, done, arg, handle);
 	if (dom->nhosts == 0) {
 		log_debug("no host to ask about <%s>: accepting", f->rcpt);
 		return 0;
@@ -255,7 +282,10 @@ static void recipients_cancel(void *state, void *handle)
 {
 	struct recipients_probe *pr = handle;
 
-	callout_cancel(pr->co);
+	if (pr->lq != NULL)
+		ldap_query_cancel(pr->lq);
+	else
+		callout_cancel(pr->co);
 	free(pr);
 }
 
@@ -266,6 +296,7 @@ static void recipients_free(void *state)
 	for (size_t i = 0; i < r->nkeys; i++)
 		free(r->keys[i]);
 	free(r->keys);
+	ldap_lookup_unref(r->ldap);
 	free(r);
 }
 
@@ -277,15 +308,39 @@ static int recipients_parse_validation(const char *s, enum rcpt_validation *out)
 		*out = VALIDATE_LIST;
 	else if (strcasecmp(s, "callout") == 0)
 		*out = VALIDATE_CALLOUT;
+	else if (strcasecmp(s, "ldap") == 0)
+		*out = VALIDATE_LDAP;
 	else
 		return -1;
 	return 0;
+}
+
+/* The directory of validation = ldap; NULL with err filled when a setting is missing or bad. */
+static struct ldap_lookup *recipients_ldap_new(const struct config *cfg, char *err, size_t errlen)
+{
+	struct ldap_lookup_params p = {
+		.uri = cfg->ldap_uri, .base = cfg->ldap_base, .filter = cfg->ldap_filter,
+		.bind_dn = cfg->ldap_bind_dn, .bind_password = cfg->ldap_bind_password,
+		.timeout_ms = cfg->ldap_timeout_ms,
+	};
+	char why[512];
+	struct ldap_lookup *l;
+
+	if (cfg->ldap_uri == NULL || cfg->ldap_base == NULL) {
+		snprintf(err, errlen, "[recipients] validation = ldap needs ldap_uri and ldap_base");
+		return NULL;
+	}
+	l = ldap_lookup_new(&p, why, sizeof(why));
+	if (l == NULL)
+		snprintf(err, errlen, "[recipients] %s", why);
+	return l;
 }
 
 int policy_recipients_build(struct policy_build *b)
 {
 	struct config *cfg = b->cfg;
 	struct recipients *r;
+	struct ldap_lookup *ldap = NULL;
 	enum rcpt_validation validation;
 	struct policy_engine e = {
 		.name = RECIPIENTS_ENGINE, .stage = POLICY_STAGE_RCPT, .common = &cfg->recipients,
@@ -298,10 +353,13 @@ int policy_recipients_build(struct policy_build *b)
 			 cfg->rcpt_validation);
 		return -1;
 	}
+	if (validation == VALIDATE_LDAP && (ldap = recipients_ldap_new(cfg, b->err, b->errlen)) == NULL)
+		return -1;
 	/* the cache has no parameters (TTLs go with each answer): one for the process */
-	if (validation == VALIDATE_CALLOUT && b->state->callouts == NULL)
+	if ((validation == VALIDATE_CALLOUT || validation == VALIDATE_LDAP) && b->state->callouts == NULL)
 		b->state->callouts = callout_cache_new(CALLOUT_CACHE_MAX, NULL, NULL);
 	r = xcalloc(1, sizeof(*r));
+	r->ldap = ldap;
 	r->pt = b->pt;
 	r->st = b->state;
 	r->cfg = cfg;

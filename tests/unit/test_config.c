@@ -1387,8 +1387,9 @@ TEST(config_rcpt_validation_values)
 	config_unref(cfg);
 	CHECK_VALUE_OK("recipients", "validation", "none");
 	CHECK_VALUE_OK("recipients", "validation", "list");
-	CHECK_VALUE_BAD("recipients", "validation", "ldap", "expected none, list or callout, got \"ldap\"");
-	CHECK_VALUE_BAD("recipients", "validation", "", "expected none, list or callout");
+	CHECK_VALUE_OK("recipients", "validation", "ldap");
+	CHECK_VALUE_BAD("recipients", "validation", "ldaps", "expected none, list, callout or ldap, got \"ldaps\"");
+	CHECK_VALUE_BAD("recipients", "validation", "", "expected none, list, callout or ldap");
 	expect_error("[recipients]\nvalidation = lists\n", 2, "validation", "got \"lists\"");
 }
 
