@@ -7,13 +7,14 @@
  *   PHISH_TEXT_MISMATCH  the link's visible text shows one domain, the href
  *                        goes to another registrable domain (libpsl)
  *   PHISH_IP_LINK        the link's host is an IPv4/IPv6 literal (also
- *                        decimal/hex/octal-encoded IPv4)
+ *                        decimal/hex/octal-encoded IPv4; content/url_host.h)
  *   PHISH_LOOKALIKE      a host that imitates a protected brand domain
  *                        without being it: the same skeleton after
  *                        confusable folding (IDN homographs, punycode
  *                        decoded; 0/o, 1/l, rn/m), one edit away, or the
  *                        brand's name in front of another registrable domain
- *                        ("paypal.com.example.net", "paypal-secure.net")
+ *                        ("paypal.com.example.net", "paypal-secure.net";
+ *                        content/lookalike.h)
  *   PHISH_SHORTENER      a link through a URL shortener
  *   PHISH_FORM           a <form> in the mail (its action, if any, named)
  *   PHISH_FORM_SECRETS   an <input> for a password, PIN or card data: a
@@ -33,7 +34,6 @@
 #include "content/engine.h"
 
 #define PHISHING_MAX_LINKS 2000
-#define PHISHING_HOST_MAX 253
 
 struct phishing_options {
 	const char *const *brands;       /* protected brand domains; NULL: phishing_default_brands */
@@ -56,24 +56,6 @@ struct phishing_options {
 #define PHISHING_FORM_SCORE 1.5
 #define PHISHING_FORM_SECRETS_SCORE 3.5
 #define PHISHING_USERINFO_SCORE 4.0
-
-/*
- * The host of a URL as a browser would go to it: scheme-less "www."
- * forms accepted, userinfo and port dropped, percent-escapes decoded,
- * lower case, trailing dot removed. false when there is no host (mailto:,
- * relative links) or it does not fit in out (PHISHING_HOST_MAX + 1).
- * *has_userinfo tells whether an "x@" came before the host.
- */
-bool phishing_url_host(const char *url, char *out, size_t outlen, bool *has_userinfo);
-/* An IPv4 (dotted, or one decimal/hex/octal number) or IPv6 literal host. */
-bool phishing_host_is_ip(const char *host);
-/*
- * Whether host imitates brand (both lower-case host names): not the brand
- * itself nor one of its subdomains, yet the same after confusable
- * folding, one edit away in the registrable label, or the brand's label
- * leading another registrable domain.
- */
-bool phishing_lookalike(const char *host, const char *brand);
 
 /* NULL-terminated built-in lists. */
 extern const char *const phishing_default_brands[];
