@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "content/scoring.h"
 #include "core/log.h"
 
 static bool autolearn_listed_symbol(const char *symbol)
@@ -32,40 +33,29 @@ void autolearn_facts_from(struct autolearn_facts *f, const struct engine_results
 
 /*
  * Engines whose scores come from what was learned: counting them would
- * teach the filter its own opinions (and fuzzy's and the history's).
+ * teach the filter its own opinions (and fuzzy's and the history's). The
+ * policy stages' symbols are among the results and do count.
  */
-static bool autolearn_learned_engine(const char *engine)
-{
-	return strcmp(engine, "bayes") == 0 || strcmp(engine, "fuzzy") == 0 || strcmp(engine, "history") == 0;
-}
+static const char *const autolearn_learned_engines[] = { "bayes", "fuzzy", "history", NULL };
 
-/*
- * The verdict without the learning engines: total score (the policy
- * stages' symbols are among the results) and whether a virus was found.
- */
-static double autolearn_other_score(const struct content_result *r, const char **virus)
+/* The first virus an engine acted on, or NULL. */
+static const char *autolearn_virus(const struct content_result *r)
 {
-	double score = 0.0;
-
-	*virus = NULL;
 	for (size_t i = 0; i < r->results.count; i++) {
 		const struct engine_result *res = &r->results.items[i];
 
-		if (autolearn_learned_engine(res->engine))
-			continue;
-		score += res->score;
-		if (*virus == NULL && res->category == CATEGORY_VIRUS && res->action != CONTENT_NONE)
-			*virus = res->symbol;
+		if (res->category == CATEGORY_VIRUS && res->action != CONTENT_NONE)
+			return res->symbol;
 	}
-	return score;
+	return NULL;
 }
 
 /* true with the class and reason when the evidence is clear enough to learn from. */
 static bool autolearn_decide(const struct autolearn_options *o, const struct content_result *r,
 			     const struct autolearn_facts *f, bool *is_spam, char *reason, size_t len)
 {
-	const char *virus;
-	double score = autolearn_other_score(r, &virus);
+	const char *virus = autolearn_virus(r);
+	double score = scoring_total_without(&r->results, autolearn_learned_engines);
 
 	*is_spam = true;
 	if (virus != NULL) {

@@ -17,6 +17,7 @@
 
 #include "content/mime.h"
 #include "content/pipeline.h"
+#include "content/scoring.h"
 #include "core/alloc.h"
 #include "core/hash.h"
 
@@ -426,28 +427,17 @@ int fuzzy_refresh(struct fuzzy *f)
 	return rc;
 }
 
-/* The total score of every engine but this one's, so a match never feeds on itself. */
-static double score_without_fuzzy(const struct engine_results *results)
-{
-	double sum = 0.0;
-
-	for (size_t i = 0; i < results->count; i++) {
-		if (strcmp(results->items[i].engine, "fuzzy") != 0)
-			sum += results->items[i].score;
-	}
-	return sum;
-}
-
 void fuzzy_after_verdict(struct fuzzy *f, const struct mime_message *m, const struct engine_results *results,
 			 const char *queue_id)
 {
+	static const char *const own[] = { "fuzzy", NULL };
 	struct fuzzy_options o;
 	struct fuzzy_signature sig;
 	struct fuzzy_match match;
 	bool added;
 
 	options_get(f, &o);
-	if (m == NULL || o.learn_scl >= 10 || content_scl(score_without_fuzzy(results)) < (int)o.learn_scl)
+	if (m == NULL || o.learn_scl >= 10 || content_scl(scoring_total_without(results, own)) < (int)o.learn_scl)
 		return;
 	if (!fuzzy_signature_of(m, o.min_words, &sig))
 		return;

@@ -116,7 +116,7 @@ void scoring_tag_suspected(const struct engine_results *r, struct content_verdic
 		scoring_take_over(r, v, CONTENT_TAG);
 }
 
-int scoring_scl_without(const struct engine_results *r, const char *const *engines)
+double scoring_total_without(const struct engine_results *r, const char *const *engines)
 {
 	double total = 0.0;
 
@@ -128,5 +128,5 @@ int scoring_scl_without(const struct engine_results *r, const char *const *engin
 		if (!skip)
 			total += r->items[i].score;
 	}
-	return content_scl(total);
+	return total;
 }

@@ -60,7 +60,11 @@ void scoring_apply(const struct scoring *s, const struct engine_results *r, stru
  */
 void scoring_tag_suspected(const struct engine_results *r, struct content_verdict *v);
 
-/* The SCL of the results' total without the results of the named engines (NULL-terminated). */
-int scoring_scl_without(const struct engine_results *r, const char *const *engines);
+/*
+ * The results' total without the results of the named engines
+ * (NULL-terminated): what the learning engines judge a verdict by, so
+ * that none of them learns from its own opinion.
+ */
+double scoring_total_without(const struct engine_results *r, const char *const *engines);
 
 #endif

@@ -15,6 +15,7 @@
 #include <time.h>
 
 #include "content/pipeline.h"
+#include "content/scoring.h"
 #include "core/alloc.h"
 
 #define LOG_MODULE "history"
@@ -232,11 +233,6 @@ static void history_check(void *state, const struct content_message *m, struct e
 		 c.ham, c.spam);
 }
 
-static bool is_history_clean(const struct engine_result *e)
-{
-	return strcmp(e->engine, "history") == 0 && strcmp(e->symbol, "HISTORY_CLEAN") == 0;
-}
-
 enum history_class {
 	HISTORY_NOTHING,
 	HISTORY_HAM,
@@ -250,7 +246,7 @@ enum history_class {
  */
 static enum history_class verdict_class(const struct engine_results *r, const struct sender_history_options *o)
 {
-	double score = 0;
+	static const char *const own[] = { "history", NULL };
 	bool spam = false;
 	int scl;
 
@@ -261,12 +257,10 @@ static enum history_class verdict_class(const struct engine_results *r, const st
 			return HISTORY_NOTHING;
 		if (e->category == CATEGORY_VIRUS || e->action == CONTENT_REJECT)
 			spam = true;
-		if (!is_history_clean(e))
-			score += e->score;
 	}
 	if (spam)
 		return HISTORY_SPAM;
-	scl = content_scl(score);
+	scl = content_scl(scoring_total_without(r, own));
 	if (scl < (int)o->suspected_scl)
 		return HISTORY_HAM;
 	if (scl >= (int)o->spam_scl)

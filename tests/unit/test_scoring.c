@@ -93,7 +93,7 @@ TEST(scoring_gateway_threshold_leaves_engine_actions)
 	CHECK_INT(v.scl, 4);
 	CHECK_INT(v.action, CONTENT_NONE);
 	static const char *const learned[] = { "history", NULL };
-	CHECK_INT(scoring_scl_without(&r, learned), 9);
+	CHECK_INT(content_scl(scoring_total_without(&r, learned)), 9);
 	engine_results_free(&r);
 }
 
