@@ -105,17 +105,11 @@ static int learn_db_paths(const struct learn_options *o, char **bayes_db, char *
 		return -1;
 	}
 	if (*bayes_db == NULL)
-		*bayes_db = cfg->bayes_database != NULL ? xstrdup(cfg->bayes_database) :
-							  xasprintf("%s/bayes.db", cfg->data_dir);
+		*bayes_db = config_store_path(cfg, cfg->bayes_database, "bayes.db");
 	if (*fuzzy_db == NULL && o->config != NULL && cfg->fuzzy_enabled)
-		*fuzzy_db = cfg->fuzzy_database != NULL ? xstrdup(cfg->fuzzy_database) :
-							  xasprintf("%s/fuzzy.db", cfg->data_dir);
+		*fuzzy_db = config_store_path(cfg, cfg->fuzzy_database, "fuzzy.db");
 	/* The gateway's matching rules, so what is remembered here matches there. */
-	fo->threshold_percent = cfg->fuzzy_threshold;
-	fo->score = cfg->fuzzy_score;
-	fo->min_words = cfg->fuzzy_min_words;
-	fo->learn_scl = cfg->fuzzy_learn_scl;
-	fo->expire_seconds = cfg->fuzzy_expire;
+	fuzzy_options_from_config(cfg, fo);
 	config_unref(cfg);
 	return 0;
 }

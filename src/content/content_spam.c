@@ -22,8 +22,8 @@
 #include "core/config.h"
 #include "core/context.h"
 #include "core/log.h"
-#include "queue/envelope.h"
 #include "core/workpool.h"
+#include "queue/envelope.h"
 #include "store/bayes_store.h"
 #include "store/fuzzy_store.h"
 #include "store/history_store.h"
@@ -46,10 +46,7 @@ static int content_spam_open_bayes(struct postern *pt, const struct config *cfg,
 
 	if (pt->bayes != NULL)
 		return 0;
-	if (cfg->bayes_database != NULL)
-		path = xstrdup(cfg->bayes_database);
-	else
-		path = xasprintf("%s/bayes.db", cfg->data_dir);
+	path = config_store_path(cfg, cfg->bayes_database, "bayes.db");
 	store = bayes_store_open_sqlite(path, e, sizeof(e));
 	if (store == NULL) {
 		snprintf(err, errlen, "[bayes] database %s: %s", path, e);
@@ -62,21 +59,6 @@ static int content_spam_open_bayes(struct postern *pt, const struct config *cfg,
 	return 0;
 }
 
-/* A store's file: the configured path, or NAME in data_dir. */
-static char *content_spam_db_path(const struct config *cfg, const char *configured, const char *name)
-{
-	return configured != NULL ? xstrdup(configured) : xasprintf("%s/%s", cfg->data_dir, name);
-}
-
-static void content_spam_fuzzy_options(const struct config *cfg, struct fuzzy_options *o)
-{
-	o->threshold_percent = cfg->fuzzy_threshold;
-	o->score = cfg->fuzzy_score;
-	o->min_words = cfg->fuzzy_min_words;
-	o->learn_scl = cfg->fuzzy_learn_scl;
-	o->expire_seconds = cfg->fuzzy_expire;
-}
-
 /* The fuzzy store opens once; a reload only changes the options. */
 static int content_spam_open_fuzzy(struct postern *pt, const struct config *cfg, char *err, size_t errlen)
 {
@@ -84,12 +66,12 @@ static int content_spam_open_fuzzy(struct postern *pt, const struct config *cfg,
 	struct fuzzy_store *store;
 	char *path, e[256];
 
-	content_spam_fuzzy_options(cfg, &o);
+	fuzzy_options_from_config(cfg, &o);
 	if (pt->fuzzy != NULL) {
 		fuzzy_set_options(pt->fuzzy, &o);
 		return 0;
 	}
-	path = content_spam_db_path(cfg, cfg->fuzzy_database, "fuzzy.db");
+	path = config_store_path(cfg, cfg->fuzzy_database, "fuzzy.db");
 	if ((store = fuzzy_store_open_sqlite(path, e, sizeof(e))) == NULL) {
 		snprintf(err, errlen, "[fuzzy] database %s: %s", path, e);
 		free(path);
@@ -118,7 +100,7 @@ static int content_spam_open_history(struct postern *pt, const struct config *cf
 		sender_history_set_options(pt->history, &o);
 		return 0;
 	}
-	path = content_spam_db_path(cfg, cfg->history_database, "history.db");
+	path = config_store_path(cfg, cfg->history_database, "history.db");
 	if ((store = history_store_open_sqlite(path, e, sizeof(e))) == NULL) {
 		snprintf(err, errlen, "[history] database %s: %s", path, e);
 		free(path);

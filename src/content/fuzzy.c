@@ -19,6 +19,7 @@
 #include "content/pipeline.h"
 #include "content/scoring.h"
 #include "core/alloc.h"
+#include "core/config.h"
 #include "core/hash.h"
 
 #define LOG_MODULE "fuzzy"
@@ -290,6 +291,15 @@ double fuzzy_similarity(const struct fuzzy_signature *a, const struct fuzzy_sign
 	for (unsigned i = 0; i < FUZZY_HASHES; i++)
 		n += a->h[i] == b->h[i];
 	return (double)n / FUZZY_HASHES;
+}
+
+void fuzzy_options_from_config(const struct config *cfg, struct fuzzy_options *o)
+{
+	o->threshold_percent = cfg->fuzzy_threshold;
+	o->score = cfg->fuzzy_score;
+	o->min_words = cfg->fuzzy_min_words;
+	o->learn_scl = cfg->fuzzy_learn_scl;
+	o->expire_seconds = cfg->fuzzy_expire;
 }
 
 struct fuzzy *fuzzy_new(struct fuzzy_store *store, const struct fuzzy_options *o)

@@ -47,6 +47,10 @@ struct fuzzy_options {
 };
 
 struct fuzzy;
+struct config;
+
+/* [fuzzy] of cfg as options: the gateway and `postern learn` match alike. */
+void fuzzy_options_from_config(const struct config *cfg, struct fuzzy_options *o);
 
 /* A filter over store, which it owns from now on. */
 struct fuzzy *fuzzy_new(struct fuzzy_store *store, const struct fuzzy_options *o);

@@ -231,6 +231,11 @@ static char *system_hostname(void)
 	return xstrdup(config_valid_hostname(buf) ? buf : "localhost");
 }
 
+char *config_store_path(const struct config *cfg, const char *configured, const char *file)
+{
+	return configured != NULL ? xstrdup(configured) : xasprintf("%s/%s", cfg->data_dir, file);
+}
+
 struct config *config_new(void)
 {
 	struct config *cfg = xcalloc(1, sizeof(*cfg));

@@ -445,6 +445,8 @@ char *config_normalize_pattern(const char *pattern, char *why, size_t whylen);
 
 /* A config holding only the defaults (refcount 1, hostname from the system). */
 struct config *config_new(void);
+/* A store's database file: the configured path, else `file` in data_dir (the caller frees it). */
+char *config_store_path(const struct config *cfg, const char *configured, const char *file);
 /*
  * The one setter of the parser and the admin API. section is written as
  * inside the brackets: "limits" or "domain \"example.com\"" (a missing
