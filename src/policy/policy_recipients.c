@@ -315,7 +315,7 @@ static int recipients_parse_validation(const char *s, enum rcpt_validation *out)
 	return 0;
 }
 
-/* The directory of validation = ldap; NULL with err filled when a setting is missing or bad. */
+/* The directory of validation = ldap; NULL with err filled when a setting is bad. */
 static struct ldap_lookup *recipients_ldap_new(const struct config *cfg, char *err, size_t errlen)
 {
 	struct ldap_lookup_params p = {
@@ -326,10 +326,7 @@ static struct ldap_lookup *recipients_ldap_new(const struct config *cfg, char *e
 	char why[512];
 	struct ldap_lookup *l;
 
-	if (cfg->ldap_uri == NULL || cfg->ldap_base == NULL) {
-		snprintf(err, errlen, "[recipients] validation = ldap needs ldap_uri and ldap_base");
-		return NULL;
-	}
+	/* ldap_uri and ldap_base are there: config_finish refuses validation = ldap without them. */
 	l = ldap_lookup_new(&p, why, sizeof(why));
 	if (l == NULL)
 		snprintf(err, errlen, "[recipients] %s", why);
