@@ -91,8 +91,8 @@ static int learn_db_paths(const struct learn_options *o, char **bayes_db, char *
 	struct config *cfg = NULL;
 	char message[1024];
 
-	*bayes_db = o->db != NULL ? xstrdup(o->db) : NULL;
-	*fuzzy_db = o->fuzzy_db != NULL ? xstrdup(o->fuzzy_db) : NULL;
+	*bayes_db = xstrdup_or_null(o->db);
+	*fuzzy_db = xstrdup_or_null(o->fuzzy_db);
 	if (*bayes_db != NULL && (*fuzzy_db != NULL || o->config == NULL))
 		cfg = config_new();
 	else

@@ -227,9 +227,9 @@ struct content_job_facts *content_job_facts_new(const struct content_scan_facts 
 
 	snprintf(jf->queue_id, sizeof(jf->queue_id), "%s", f->queue_id != NULL ? f->queue_id : "-");
 	jf->sender = xstrdup(f->sender != NULL ? f->sender : "");
-	jf->helo = f->helo != NULL ? xstrdup(f->helo) : NULL;
-	jf->received_spf = f->received_spf != NULL ? xstrdup(f->received_spf) : NULL;
-	jf->client_addr = f->client_addr != NULL ? xstrdup(f->client_addr) : NULL;
+	jf->helo = xstrdup_or_null(f->helo);
+	jf->received_spf = xstrdup_or_null(f->received_spf);
+	jf->client_addr = xstrdup_or_null(f->client_addr);
 	engine_results_append_all(&jf->policy_results, f->policy);
 	autolearn_facts_from(&jf->policy, f->policy);
 	return jf;

@@ -263,7 +263,7 @@ struct content_engine *dkim_content_engine(const struct dkim_engine_options *o)
 
 	e->o = *o;
 	e->authserv_id = xstrdup(o->authserv_id != NULL ? o->authserv_id : "localhost");
-	e->dns_servers = o->dns_servers != NULL ? xstrdup(o->dns_servers) : NULL;
+	e->dns_servers = xstrdup_or_null(o->dns_servers);
 	e->o.authserv_id = e->authserv_id;
 	e->o.dns_servers = e->dns_servers;
 	if (e->o.timeout_ms == 0)

@@ -225,8 +225,7 @@ static struct dnsbl_list *dnsbl_lists_copy(const struct dnsbl_list *src, size_t 
 		lists[i] = src[i];
 		lists[i].zone = xstrdup(src[i].zone != NULL ? src[i].zone : "");
 		lists[i].name = xstrdup(src[i].name != NULL ? src[i].name : lists[i].zone);
-		lists[i].reply_template = src[i].reply_template != NULL
-			? xstrdup(src[i].reply_template) : NULL;
+		lists[i].reply_template = xstrdup_or_null(src[i].reply_template);
 		lists[i].codes = NULL;
 		if (src[i].ncodes > 0) {
 			lists[i].codes = xreallocarray(NULL, src[i].ncodes, sizeof(uint32_t));

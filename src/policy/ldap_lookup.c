@@ -53,11 +53,6 @@ struct ldap_query {
 	char detail[CALLOUT_DETAIL_MAX];
 };
 
-static char *strdup_or_null(const char *s)
-{
-	return s != NULL ? xstrdup(s) : NULL;
-}
-
 /* Keep the NUL: every piece goes through here so nothing runs past outlen. */
 static int filter_put(char *out, size_t outlen, size_t *used, const char *s, size_t n)
 {
@@ -327,8 +322,8 @@ struct ldap_lookup *ldap_lookup_new(const struct ldap_lookup_params *p, char *er
 	l->uri = xstrdup(p->uri);
 	l->base = xstrdup(p->base);
 	l->filter = xstrdup(p->filter);
-	l->bind_dn = strdup_or_null(p->bind_dn);
-	l->bind_password = strdup_or_null(p->bind_password);
+	l->bind_dn = xstrdup_or_null(p->bind_dn);
+	l->bind_password = xstrdup_or_null(p->bind_password);
 	l->timeout_ms = p->timeout_ms;
 	pthread_mutex_init(&l->lock, NULL);
 	return l;

@@ -135,7 +135,7 @@ static int bl_lists_from_specs(const struct dnsbl_spec *specs, size_t n, const c
 
 		l->name = xstrdup(specs[i].zone);
 		l->zone = xstrdup(specs[i].zone);
-		l->reply_template = specs[i].reply ? xstrdup(specs[i].reply) : NULL;
+		l->reply_template = xstrdup_or_null(specs[i].reply);
 		l->priority = (int)specs[i].priority;
 		if (bl_parse_match(specs[i].match, l) < 0) {
 			snprintf(err, errlen, "[%s \"%s\"] match: cannot read \"%s\"", section,

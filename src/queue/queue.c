@@ -463,7 +463,7 @@ static struct job *attempt_job_for(struct attempt *at, const char *domain)
 	at->jobs = xreallocarray(at->jobs, at->njobs + 1, sizeof(*at->jobs));
 	memset(&at->jobs[at->njobs], 0, sizeof(at->jobs[0]));
 	at->jobs[at->njobs].at = at;
-	at->jobs[at->njobs].domain = domain ? xstrdup(domain) : NULL;
+	at->jobs[at->njobs].domain = xstrdup_or_null(domain);
 	return &at->jobs[at->njobs++];
 }
 

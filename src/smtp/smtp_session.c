@@ -863,7 +863,7 @@ static void session_mail_accept(struct smtp_session *s, const struct smtp_mail_a
 	s->env->envid = m.envid[0] ? xstrdup(m.envid) : NULL;
 	s->env->client_addr = xstrdup(s->client_addr);
 	s->env->client_helo = xstrdup(s->helo);
-	s->env->auth_user = s->auth_user ? xstrdup(s->auth_user) : NULL;
+	s->env->auth_user = xstrdup_or_null(s->auth_user);
 	s->facts.sender = s->env->sender;
 	session_reply(s, "250 2.1.0 Ok");
 }
