@@ -539,13 +539,7 @@ static void sqlite_close(void *p)
 
 static int read_data_version(struct sqlite_be *be, int64_t *out)
 {
-	sqlite3_stmt *st = be->stmts[BS_DATA_VERSION];
-	int rc = sqlite3_step(st);
-
-	if (rc == SQLITE_ROW)
-		*out = sqlite3_column_int64(st, 0);
-	sqlite3_reset(st);
-	return rc == SQLITE_ROW ? 0 : -1;
+	return store_sqlite_int64(be->stmts[BS_DATA_VERSION], out);
 }
 
 static int read_exec(struct sqlite_be *be, enum bayes_read_stmt s)

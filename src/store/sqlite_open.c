@@ -36,3 +36,13 @@ int store_sqlite_open(const char *path, const struct store_sqlite_spec *spec, sq
 	}
 	return 0;
 }
+
+int store_sqlite_int64(sqlite3_stmt *st, int64_t *out)
+{
+	int rc = sqlite3_step(st);
+
+	if (rc == SQLITE_ROW)
+		*out = sqlite3_column_int64(st, 0);
+	sqlite3_reset(st);
+	return rc == SQLITE_ROW ? 0 : -1;
+}

@@ -9,6 +9,7 @@
 #define POSTERN_STORE_SQLITE_OPEN_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include <sqlite3.h>
 
@@ -27,5 +28,13 @@ struct store_sqlite_spec {
  */
 int store_sqlite_open(const char *path, const struct store_sqlite_spec *spec, sqlite3 **db,
 		      sqlite3_stmt **stmts, char *err, size_t errlen);
+
+/*
+ * Step a statement that answers one integer ("PRAGMA data_version", a
+ * count) and reset it: 0 with the value in *out, -1 when no row came.
+ * The stores that reload what other processes wrote ask data_version
+ * this way.
+ */
+int store_sqlite_int64(sqlite3_stmt *st, int64_t *out);
 
 #endif
