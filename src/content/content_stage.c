@@ -150,16 +150,6 @@ static bool content_subject_tag_valid(const char *tag)
 	return true;
 }
 
-/* A tag stands apart from the subject: the config file trims the space a tag ends with. */
-static char *content_subject_tag_copy(const char *tag)
-{
-	size_t n = strlen(tag);
-
-	if (n > 0 && n < 64 && tag[n - 1] != ' ')
-		return xasprintf("%s ", tag);
-	return xstrdup(tag);
-}
-
 static int content_header_option(const char *key, const char *value, const char *def, char **out,
 				 char *err, size_t errlen)
 {
@@ -190,14 +180,14 @@ static int content_actions_load(struct content_actions *a, const struct config *
 			 tag);
 		return -1;
 	}
-	a->subject_tag = content_subject_tag_copy(tag);
+	a->subject_tag = xstrdup(tag);
 	tag = cfg->scoring_suspected_subject_tag != NULL ? cfg->scoring_suspected_subject_tag : "[SUSPECTED SPAM] ";
 	if (!content_subject_tag_valid(tag)) {
 		snprintf(err, errlen, "[scoring] suspected_subject_tag \"%s\": expected printable ASCII, at most 64 bytes, not only blanks",
 			 tag);
 		return -1;
 	}
-	a->suspected_subject_tag = content_subject_tag_copy(tag);
+	a->suspected_subject_tag = xstrdup(tag);
 	if (content_header_option("store_header", cfg->scoring_store_header, "X-Postern-Junk",
 				  &a->junk_header, err, errlen) < 0 ||
 	    content_header_option("status_header", cfg->actions_status_header, "X-Postern-Status",

@@ -381,6 +381,7 @@ int marks_apply(struct envelope *env, const unsigned char *raw, size_t len,
 		const char *extra_headers)
 {
 	const char *tag = o->subject_tag;
+	char tag_text[MARKS_TAG_MAX + 2];
 	struct marks_scan s;
 	struct strbuf block;
 	size_t tag_len = 0;
@@ -395,10 +396,15 @@ int marks_apply(struct envelope *env, const unsigned char *raw, size_t len,
 		log_warn("queue_id=%s no header lines to mark", env->id);
 		return -1;
 	}
+	/*
+	 * The tag and one space before a subject, however the tag was
+	 * written: a config value loses its trailing blank.
+	 */
 	if (tag != NULL && s.has_subject &&
 	    (len - s.subject_value < marks_tag_core_len(tag) ||
 	     strncasecmp((const char *)raw + s.subject_value, tag, marks_tag_core_len(tag)) != 0))
-		tag_len = s.subject_empty ? marks_tag_core_len(tag) : strlen(tag);
+		tag_len = (size_t)snprintf(tag_text, sizeof(tag_text), "%.*s%s", (int)marks_tag_core_len(tag), tag,
+					   s.subject_empty ? "" : " ");
 	strbuf_init(&block, MARKS_BLOCK_MAX);
 	if (marks_build_block(&block, &s, o, status, scl, reasons, extra_headers) < 0) {
 		log_warn("queue_id=%s marks not added: malformed or oversized header", env->id);
@@ -411,7 +417,7 @@ int marks_apply(struct envelope *env, const unsigned char *raw, size_t len,
 		goto out;
 	}
 	if (envelope_add_edit(env, s.first_end, 0, block.data, block.len) < 0 ||
-	    envelope_add_edit(env, s.subject_value, 0, tag, tag_len) < 0)
+	    envelope_add_edit(env, s.subject_value, 0, tag_text, tag_len) < 0)
 		panic("queue_id=%s checked edits refused", env->id);
 	rc = 0;
 out:

@@ -30,8 +30,9 @@ struct marks_options {
  * reasons (when not NULL or empty), then extra_headers ("Name: value"
  * lines separated by LF or CRLF, or NULL). Values are cleaned of control
  * characters, cut to MARKS_VALUE_MAX, folded at 78 columns and, when not
- * ASCII, written as RFC 2047 UTF-8 encoded-words. The subject tag goes in
- * front of the first Subject's value unless it is already there; without a
+ * ASCII, written as RFC 2047 UTF-8 encoded-words. The subject tag (its
+ * trailing blanks replaced by one space) goes in front of the first
+ * Subject's value unless it is already there; without a
  * Subject, a "Subject: <tag>" line is added with the headers.
  * 0 on success; -1 (env unchanged) when the message has no line end in
  * its first len bytes, an option or an extra header line is malformed, or
