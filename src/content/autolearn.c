@@ -18,17 +18,16 @@ static bool autolearn_listed_symbol(const char *symbol)
 	       strncmp(symbol, "RHSBL_", 6) == 0;
 }
 
-void autolearn_facts_from(struct autolearn_facts *f, const struct engine_results *policy)
+/* The connection and protocol stages' first deny-list or DNSBL/RHSBL hit, or NULL. */
+static const char *autolearn_listed(const struct content_result *r)
 {
-	memset(f, 0, sizeof(*f));
-	if (policy == NULL)
-		return;
-	for (size_t i = 0; i < policy->count; i++) {
-		const struct engine_result *r = &policy->items[i];
+	for (size_t i = 0; i < r->results.count; i++) {
+		const struct engine_result *res = &r->results.items[i];
 
-		if (f->listed[0] == '\0' && autolearn_listed_symbol(r->symbol))
-			snprintf(f->listed, sizeof(f->listed), "%s", r->symbol);
+		if (strcmp(res->engine, "policy") == 0 && autolearn_listed_symbol(res->symbol))
+			return res->symbol;
 	}
+	return NULL;
 }
 
 /*
@@ -52,9 +51,9 @@ static const char *autolearn_virus(const struct content_result *r)
 
 /* true with the class and reason when the evidence is clear enough to learn from. */
 static bool autolearn_decide(const struct autolearn_options *o, const struct content_result *r,
-			     const struct autolearn_facts *f, bool *is_spam, char *reason, size_t len)
+			     bool *is_spam, char *reason, size_t len)
 {
-	const char *virus = autolearn_virus(r);
+	const char *virus = autolearn_virus(r), *listed = autolearn_listed(r);
 	double score = scoring_total_without(&r->results, autolearn_learned_engines);
 
 	*is_spam = true;
@@ -62,8 +61,8 @@ static bool autolearn_decide(const struct autolearn_options *o, const struct con
 		snprintf(reason, len, "virus %s", virus);
 		return true;
 	}
-	if (f->listed[0] != '\0') {
-		snprintf(reason, len, "listed %s", f->listed);
+	if (listed != NULL) {
+		snprintf(reason, len, "listed %s", listed);
 		return true;
 	}
 	if (score >= o->spam_score) {
@@ -80,7 +79,7 @@ static bool autolearn_decide(const struct autolearn_options *o, const struct con
 }
 
 void content_autolearn(struct bayes *b, const struct autolearn_options *o, const struct content_message *m,
-		       const struct content_result *r, const struct autolearn_facts *f, const char *queue_id)
+		       const struct content_result *r, const char *queue_id)
 {
 	char reason[160];
 	const char *cls;
@@ -88,7 +87,7 @@ void content_autolearn(struct bayes *b, const struct autolearn_options *o, const
 
 	if (m->mime == NULL)
 		return;
-	if (!autolearn_decide(o, r, f, &is_spam, reason, sizeof(reason))) {
+	if (!autolearn_decide(o, r, &is_spam, reason, sizeof(reason))) {
 		log_debug("autolearn queue_id=%s skipped: %s", queue_id, reason);
 		return;
 	}

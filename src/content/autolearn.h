@@ -16,21 +16,14 @@ struct autolearn_options {
 	double ham_score;              /* at most this, nothing demanded: ham */
 };
 
-/* What the connection and protocol stages said, copied for the worker thread. */
-struct autolearn_facts {
-	char listed[ENGINE_SYMBOL_MAX]; /* a deny-list or DNSBL/RHSBL hit's symbol, "" for none */
-};
-
-/* From the session's policy symbols (NULL: none). */
-void autolearn_facts_from(struct autolearn_facts *f, const struct engine_results *policy);
-
 /*
  * Decide, learn and log "autolearn queue_id=... class=... reason=..." (or
  * why not). m is the scanned message, r its result; the learning
  * engines' own scores (bayes, fuzzy, history) never count toward learning
- * (the filter would teach itself); the policy symbols among r's results do.
+ * (the filter would teach itself); the policy symbols among r's results
+ * do, and a deny-list or DNSBL/RHSBL hit among them is spam by itself.
  */
 void content_autolearn(struct bayes *b, const struct autolearn_options *o, const struct content_message *m,
-		       const struct content_result *r, const struct autolearn_facts *f, const char *queue_id);
+		       const struct content_result *r, const char *queue_id);
 
 #endif

@@ -35,7 +35,6 @@ struct content_job_facts {
 	char *received_spf;
 	char *client_addr;
 	struct engine_results policy_results;
-	struct autolearn_facts policy;
 };
 
 /* The token store opens once: a reload keeps it, and with it autolearn's rate guard. */
@@ -231,7 +230,6 @@ struct content_job_facts *content_job_facts_new(const struct content_scan_facts 
 	jf->received_spf = xstrdup_or_null(f->received_spf);
 	jf->client_addr = xstrdup_or_null(f->client_addr);
 	engine_results_append_all(&jf->policy_results, f->policy);
-	autolearn_facts_from(&jf->policy, f->policy);
 	return jf;
 }
 
@@ -282,5 +280,5 @@ void content_spam_run(struct content_pipeline *p, const struct content_spam *sp,
 	snprintf(env.id, sizeof(env.id), "%s", jf->queue_id);
 	env.sender = jf->sender;
 	m.env = &env;
-	content_autolearn(sp->bayes, &sp->al, &m, out, &jf->policy, jf->queue_id);
+	content_autolearn(sp->bayes, &sp->al, &m, out, jf->queue_id);
 }

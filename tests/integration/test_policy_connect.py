@@ -4,10 +4,14 @@ rejected at RCPT with a custom reply, RHSBL at MAIL FROM.
 
 Every client here is 127.0.0.1, which the base config does not trust, so
 the engines judge it as inbound mail."""
+import os
+import re
+
 import pytest
 
 from conftest import ZONE, DnsServer
-from rawsmtp import ConnectionClosed
+from gateway import give_to_daemon, wait_until
+from rawsmtp import ConnectionClosed, message
 
 POLICY_ZONE = ZONE + """\
 # 127.0.0.1 listed on zen.test; spammer.example listed on dbl.test
@@ -153,3 +157,19 @@ def test_rhsbl_sender_domain_rejected(gateway, policy_dns):
         assert "Sender address rejected: domain listed at dbl.test" in r.text
         assert c.cmd("MAIL FROM:<alice@example.org>").code == 250
         c.cmd("QUIT")
+
+
+def test_dnsbl_tag_teaches_bayes_through_autolearn(gateway, policy_dns, workdir):
+    """A DNSBL hit tagged (not refused) at connect reaches the content stage
+    with the policy symbols, where autolearn takes it as clear spam."""
+    d = os.path.join(workdir, "bayes-autolearn")
+    give_to_daemon(d)
+    overrides = dns_section(policy_dns)
+    overrides["dnsbl"] = {"action": "tag"}
+    overrides['dnsbl "zen.test"'] = {"match": "codes:127.0.0.2"}
+    overrides["bayes"] = {"enabled": True, "database": os.path.join(d, "bayes.db")}
+    gw = gateway(overrides)
+    r = gw.transaction("sender@example.org", ["user@example.com"], message(subject="listed client"))
+    assert r.code == 250, r
+    wait_until(lambda: re.search(r'autolearn queue_id=\S+ class=spam reason="listed DNSBL_\S+"',
+                                 gw.log_text()), what="the autolearn line naming the listing")
