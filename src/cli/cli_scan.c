@@ -29,7 +29,7 @@ struct scan_options {
 	uint64_t max_size;
 	const char *rules_path;       /* --rules: a content rule file to run too */
 	const char *bayes_path;       /* --bayes: a Bayes token database to classify with */
-	struct config *cfg;           /* -c: limits, [virus] and [rules] as the gateway has them */
+	struct config *cfg;           /* -c's, or the offline defaults: the content stage is built from it */
 };
 
 static void scan_usage(FILE *out)
@@ -38,14 +38,15 @@ static void scan_usage(FILE *out)
 		"usage: postern scan [--json] [-c CONFIG] [--rules FILE] [--bayes DB] FILE...\n"
 		"\n"
 		"Run each raw message FILE (- for standard input) through the content\n"
-		"pipeline and print the verdict (action, score, SCL), every engine result\n"
-		"and the MIME parts.\n"
+		"stage and print the verdict (action, score, SCL, level), every engine\n"
+		"result and the MIME parts. Nothing is learned.\n"
 		"\n"
 		"  --json     one JSON object per message, one per line\n"
-		"  -c CONFIG  scan as the gateway of CONFIG would: [limits] max_message_size,\n"
-		"             the virus engine of [virus] (every message, no sampling) and\n"
-		"             the rules of [rules] file\n"
-		"  --rules FILE  run the content rules of FILE too (see docs/rules.md)\n"
+		"  -c CONFIG  scan as the gateway of CONFIG would: its [limits], engines,\n"
+		"             [scoring] and [actions] (the virus engine scans every\n"
+		"             message); without it only the MIME checks and the engines\n"
+		"             asked for below run, offline\n"
+		"  --rules FILE  run the content rules of FILE (see docs/rules.md)\n"
 		"  --bayes DB    classify with the Bayesian filter of DB (see postern learn)\n");
 }
 
