@@ -44,8 +44,8 @@ static void scan_usage(FILE *out)
 		"  --json     one JSON object per message, one per line\n"
 		"  -c CONFIG  scan as the gateway of CONFIG would: its [limits], engines,\n"
 		"             [scoring] and [actions] (the virus engine scans every\n"
-		"             message); without it only the MIME checks and the engines\n"
-		"             asked for below run, offline\n"
+		"             message); without it only the MIME and phishing checks and\n"
+		"             the engines asked for below run, offline\n"
 		"  --rules FILE  run the content rules of FILE (see docs/rules.md)\n"
 		"  --bayes DB    classify with the Bayesian filter of DB (see postern learn)\n");
 }
@@ -263,7 +263,7 @@ static int scan_load_config(const char *path, struct scan_options *o)
 /*
  * Without -c: the built-in defaults, offline — no DKIM/DMARC look-ups, no
  * fuzzy or history databases, no virus scan — so only the engines asked
- * for (--rules, --bayes) and the MIME checks run.
+ * for (--rules, --bayes) and the MIME and phishing checks run.
  */
 static int scan_default_config(struct scan_options *o)
 {
