@@ -3,12 +3,15 @@
  * (X-Mailer, User-Agent, folding), From and To parsing, UTF-8 words, OSB
  * pairs, URL host extraction from HTML links and plain text, and the
  * registrable-domain reduction. Every token must fit TOKENIZE_TOKEN_MAX.
+ * The fuzzy checksum's word splitting and shingles read the same text:
+ * a message's signature must agree with itself.
  */
 #include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "content/fuzzy.h"
 #include "content/mime.h"
 #include "content/tokenize.h"
 
@@ -41,6 +44,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	struct mime_message *m = mime_parse(data, size, &limits, NULL);
 	struct token_set set;
+	struct fuzzy_signature sig;
 	size_t total = 0, n;
 	char host[256];
 
@@ -51,6 +55,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (set.count > 500)
 		abort();
 	token_set_free(&set);
+	if (fuzzy_signature_of(m, 4, &sig) && (sig.nwords < 4 || fuzzy_similarity(&sig, &sig) != 1.0))
+		abort();
 	mime_message_free(m);
 	if (tokenize_raw_header(data, size, "X-Mailer", host, sizeof(host)) >= (long)sizeof(host))
 		abort();
